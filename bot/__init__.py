@@ -1,0 +1,1 @@
+"""The edges and the wiring: config, CLI, aiohttp app, WhatsApp and Telegram adapters, jobs."""

@@ -1,0 +1,2 @@
+"""What happens when something arrives, whatever the channel: admin commands, inbound
+WhatsApp messages and statuses, CSV imports, stats."""
