@@ -185,6 +185,8 @@ class Enrollment(Base):
     #: the IANA zone the schedule was computed in
     timezone: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(20), default="command")  # command|csv|api|keyword
+    #: how far the schedule moved after enrollment (pauses, Meta's per-user cap deferrals)
+    shift_seconds: Mapped[int] = mapped_column(BigInteger, default=0)
     paused_at: Mapped[datetime | None]
     replied_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
@@ -200,6 +202,7 @@ class OutboundMessage(Base):
         Index("ix_outbound_claim", "status", "due_at"),
         Index("ix_outbound_enrollment", "enrollment_id"),
         Index("ix_outbound_contact", "contact_id", "status"),
+        Index("ix_outbound_reach", "workspace_id", "business_initiated", "sent_at"),
         UniqueConstraint("wamid"),
     )
 
@@ -220,6 +223,8 @@ class OutboundMessage(Base):
     payload: Mapped[dict[str, Any] | None]
     wamid: Mapped[str | None] = mapped_column(String(200))
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: sent as a template outside the lead's 24-hour window: counts against Meta's daily reach
+    business_initiated: Mapped[bool] = mapped_column(Boolean, default=False)
     error_code: Mapped[int | None]
     error_detail: Mapped[str | None] = mapped_column(Text)
     #: why the message waits longer than planned (e.g. Meta's per-user marketing cap)
