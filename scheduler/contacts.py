@@ -87,6 +87,13 @@ async def find_contact(
     return contact_record(row)
 
 
+async def get_contact(conn: AsyncConnection, contact_id: int) -> ContactRecord:
+    row = (await conn.execute(select(Contact).where(Contact.id == contact_id))).first()
+    if row is None:
+        raise NotFound(f"no contact {contact_id}")
+    return contact_record(row)
+
+
 async def find_by_whatsapp(
     conn: AsyncConnection, workspace_id: int, phone: str | None, user_id: str | None
 ) -> ContactRecord | None:

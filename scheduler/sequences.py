@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from scheduler.errors import Conflict, Invalid, NotFound
 from scheduler.options import EngineOptions, Window, parse_hhmm
