@@ -287,6 +287,12 @@ class Dispatcher:
             decision = decide(outcome, item.attempts, now, self.rng, self.policy)
             results.append(self._apply(decision, plan, outcome, effects, summary))
         async with self.db.engine.begin() as conn:
+            # Shift later steps first: the deferred message is still "sending", so it is not
+            # moved twice.
+            for contact_id in {contact_id for contact_id, _ in effects.deferrals}:
+                await shift_pending(
+                    conn, timedelta(days=1), now=now, contact_id=contact_id, after=now
+                )
             await record_results(conn, results, now=now)
             alerts = await self._effects(conn, effects, now)
             enrollment_ids = {
@@ -359,9 +365,6 @@ class Dispatcher:
                 .where(Contact.id.in_(effects.undeliverable), Contact.undeliverable_at.is_(None))
                 .values(undeliverable_at=now, updated_at=now)
             )
-        for contact_id, at in effects.deferrals:
-            await shift_pending(conn, timedelta(days=1), now=now, contact_id=contact_id, after=now)
-            del at
         for step_id, reason in effects.paused_steps:
             changed = await conn.execute(
                 update(Step)

@@ -139,6 +139,7 @@ _RESULT_COLUMNS = (
     "deferred_reason",
     "payload",
     "dry_run",
+    "business_initiated",
     "lease_until",
     "attempts",
 )
