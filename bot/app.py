@@ -9,26 +9,29 @@ go away beneath it.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
+from bot.alerts import AlertHub
 from bot.config import Settings
+from bot.daily import check_alerts, send_daily_summary
 from bot.health import setup_health
 from bot.jobs import JOBS, start_jobs, stop_jobs
 from bot.logs import safe_url
 from bot.metrics import Metrics, setup_metrics
 from bot.sending import ConsoleSender, GraphSender
 from bot.services import SERVICES, Services
+from bot.telegram.app import start_telegram, stop_telegram, telegram_routes
+from bot.webhook import setup_webhook
 from bot.whatsapp.client import GraphClient
+from bot.wiring import build_interpreter
 from scheduler.clock import Clock, SystemClock
 from scheduler.dispatcher import Dispatcher
-from scheduler.ports import LogAlerts, MessageSender
+from scheduler.ports import MessageSender
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -96,19 +99,30 @@ def create_app(
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         sending = app[_SENDING]
+        db = app[_DATABASE]
+        hub = AlertHub(settings, db, clock)
         built = Services(
             settings=settings,
-            db=app[_DATABASE],
+            db=db,
             clock=clock,
             options=settings.engine_options(),
-            alerts=LogAlerts(),
+            alerts=hub,
             sender=sending.sender,
             http=sending.session,
             graph=sending.graph,
         )
         built.extras["metrics"] = metrics
+        # One interpreter for every channel: Telegram, admin WhatsApp numbers.
+        built.extras["interpreter"] = build_interpreter(settings, db, clock, alerts=hub)
         app[SERVICES] = built
         yield
+        await hub.flush()
+
+    async def telegram(app: web.Application) -> AsyncIterator[None]:
+        handle = await start_telegram(app[SERVICES])
+        yield
+        if handle is not None:
+            await stop_telegram(handle)
 
     async def dispatcher(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
@@ -128,25 +142,26 @@ def create_app(
     async def jobs(app: web.Application) -> AsyncIterator[None]:
         services = app[SERVICES]
         assert services.dispatcher is not None
-        running = start_jobs(settings, services.dispatcher, services.clock)
+        running = start_jobs(
+            settings,
+            services.dispatcher,
+            services.clock,
+            minute_checks=[
+                lambda: send_daily_summary(services),
+                lambda: check_alerts(services),
+            ],
+        )
         app[JOBS] = running
         log.info("dispatching every %g s", settings.tick_seconds)
         yield
         await stop_jobs(running)
 
-    app.cleanup_ctx.extend([database, http, services, dispatcher, jobs])
+    app.cleanup_ctx.extend([database, http, services, telegram, dispatcher, jobs])
     setup_health(app)
     setup_metrics(app)
-    _setup_optional(app, "bot.webhook", "setup_webhook")
+    setup_webhook(app)
+    app.add_routes(telegram_routes())
     return app
-
-
-def _setup_optional(app: web.Application, module: str, function: str) -> None:
-    """Let a feature module add its routes and resources, when it is installed."""
-    if importlib.util.find_spec(module) is None:
-        return
-    setup: Callable[[web.Application], None] = getattr(importlib.import_module(module), function)
-    setup(app)
 
 
 def _console_warning(settings: Settings) -> str:

@@ -1,4 +1,4 @@
-"""The APScheduler jobs: the dispatch tick, and the room for the daily summary and alert checks.
+"""The APScheduler jobs: the dispatch tick, and a minute job for the daily summary and alerts.
 
 The database holds the schedule; APScheduler only says "look now". One interval job calls the
 dispatcher, never one job per message. A failing tick (the database briefly gone) is logged
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -27,6 +28,9 @@ from scheduler.dispatcher import Dispatcher
 log = logging.getLogger(__name__)
 
 TICK_JOB_ID = "dispatch-tick"
+MINUTE_JOB_ID = "minute-checks"
+#: the daily summary's and the alert conditions' cadence (spec: checked every minute)
+MINUTE_SECONDS = 60.0
 #: how long shutdown waits for a tick in flight before cancelling it
 SHUTDOWN_GRACE = 10.0
 
@@ -99,7 +103,28 @@ class Jobs:
 JOBS: web.AppKey[Jobs] = web.AppKey("jobs", Jobs)
 
 
-def start_jobs(settings: Settings, dispatcher: Dispatcher, clock: Clock) -> Jobs:
+class MinuteJob:
+    """Runs each once-a-minute check in turn; one failing never stops the others."""
+
+    def __init__(self, checks: Sequence[Callable[[], Awaitable[object]]]) -> None:
+        self.checks = list(checks)
+        self.runs = 0
+
+    async def run(self) -> None:
+        for check in self.checks:
+            try:
+                await check()
+            except Exception:
+                log.exception("periodic check %s failed; it runs again next minute", check)
+        self.runs += 1
+
+
+def start_jobs(
+    settings: Settings,
+    dispatcher: Dispatcher,
+    clock: Clock,
+    minute_checks: Sequence[Callable[[], Awaitable[object]]] = (),
+) -> Jobs:
     """Start the scheduler; the first tick runs at once, so overdue steps go out at start."""
     logging.getLogger("apscheduler.scheduler").addFilter(_SKIPPED_TICK_FILTER)
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -116,8 +141,18 @@ def start_jobs(settings: Settings, dispatcher: Dispatcher, clock: Clock) -> Jobs
         # APScheduler fires on the wall clock whatever clock the engine is given.
         next_run_time=SystemClock().now(),
     )
-    # The daily summary (at settings.stats_at) and the alert checks are further jobs added
-    # here, each a coroutine that catches and logs its own failures like TickJob.run.
+    if minute_checks:
+        scheduler.add_job(
+            MinuteJob(minute_checks).run,
+            "interval",
+            seconds=MINUTE_SECONDS,
+            id=MINUTE_JOB_ID,
+            name="daily summary and alert checks",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+            next_run_time=SystemClock().now(),
+        )
     scheduler.start()
     return Jobs(scheduler, tick, clock.now())
 

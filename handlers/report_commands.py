@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from handlers.commands import Export, ShowStats
 from handlers.context import CommandContext
 from handlers.replies import Attachment, Reply
+from handlers.stats import collect_stats, render_chart, summary_text
 from scheduler import sequences
 from storage.models import Contact, Enrollment, OutboundMessage, Step
 
@@ -32,10 +34,8 @@ EXPORT_COLUMNS = (
 
 
 async def stats(command: ShowStats, ctx: CommandContext) -> Reply:
-    from handlers.stats import collect_stats, render_chart, summary_text
-
     report = await collect_stats(ctx.db, ctx.clock.now(), sequence=command.sequence)
-    chart = render_chart(report)
+    chart = await asyncio.to_thread(render_chart, report)
     return Reply(
         summary_text(report),
         image=Attachment("stats.png", chart, "image/png") if chart else None,

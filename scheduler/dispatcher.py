@@ -98,7 +98,8 @@ class Dispatcher:
         self.clock = clock
         self.options = options
         self.alerts = alerts
-        self.locks = locks or ContactLocks()
+        # Not `locks or ...`: an empty ContactLocks is falsy (it has __len__).
+        self.locks = locks if locks is not None else ContactLocks()
         self.pacer = pacer or make_pacer(options.rate_per_second, options.pacing)
         self.batch_size = batch_size if options.pacing is None else 1
         self.concurrency = concurrency
@@ -165,7 +166,7 @@ class Dispatcher:
             plan = _Plan(item, item.contact_id, step_id=item.step_id)
             plans.append(plan)
             contact = ctx.contacts.get(item.contact_id)
-            if contact is None or contact.opted_out_at is not None:
+            if contact is None or _opted_out(item, contact):
                 plan.result = _cancelled(item, "opted out")
                 continue
             if item.reclaimed and not ctx.eligible(item, contact, now):
@@ -197,13 +198,15 @@ class Dispatcher:
         self, plan: _Plan, item: Claimed, contact: Any, ctx: _Context, now: datetime
     ) -> None:
         if not contact.phone:
-            plan.result = _failed(item, None, "contact has no phone number, only a WhatsApp id")
+            plan.result = _failed(
+                item, None, "contact has no phone number, only a WhatsApp id", now
+            )
             return
         payload = item.payload or {}
         if item.step_id is None:
             message = payload.get("message")
             if not isinstance(message, dict):
-                plan.result = _failed(item, None, "nothing to send")
+                plan.result = _failed(item, None, "nothing to send", now)
                 return
             plan.message = _message_from_json(contact.phone, message, item.id)
             return
@@ -285,7 +288,7 @@ class Dispatcher:
                 results.append(_sent(item, plan, outcome.wamid, now, self.sender.dry_run))
                 continue
             decision = decide(outcome, item.attempts, now, self.rng, self.policy)
-            results.append(self._apply(decision, plan, outcome, effects, summary))
+            results.append(self._apply(decision, plan, outcome, effects, summary, now))
         async with self.db.engine.begin() as conn:
             # Shift later steps first: the deferred message is still "sending", so it is not
             # moved twice.
@@ -310,6 +313,7 @@ class Dispatcher:
         outcome: Rejected,
         effects: _Effects,
         summary: BatchResult,
+        now: datetime,
     ) -> dict[str, Any]:
         item = plan.claimed
         code, reason = outcome.code, decision.reason
@@ -349,7 +353,7 @@ class Dispatcher:
             effects.opt_outs.append((plan.contact_id, reason))
         elif action is Action.UNDELIVERABLE:
             effects.undeliverable.append(plan.contact_id)
-        return _failed(item, code, reason)
+        return _failed(item, code, reason, now)
 
     async def _effects(
         self, conn: AsyncConnection, effects: _Effects, now: datetime
@@ -531,6 +535,13 @@ class _Context:
         return True
 
 
+def _opted_out(item: Claimed, contact: Any) -> bool:
+    """An opted-out contact gets nothing but the confirmation queued with the opt-out."""
+    if contact.opted_out_at is None:
+        return False
+    return not (item.purpose == "notice" and item.due_at >= contact.opted_out_at)
+
+
 # --- message building -------------------------------------------------------------------
 
 
@@ -633,13 +644,9 @@ def _release(item: Claimed, at: datetime, reason: str | None) -> dict[str, Any]:
     return _row(item, due_at=at, deferred_reason=reason, attempts=max(0, item.attempts - 1))
 
 
-def _failed(item: Claimed, code: int | None, reason: str) -> dict[str, Any]:
+def _failed(item: Claimed, code: int | None, reason: str, now: datetime) -> dict[str, Any]:
     return _row(
-        item,
-        status=MessageStatus.FAILED.value,
-        failed_at=item.due_at if code is None else None,
-        error_code=code,
-        error_detail=reason,
+        item, status=MessageStatus.FAILED.value, failed_at=now, error_code=code, error_detail=reason
     )
 
 

@@ -56,7 +56,9 @@ class MessageSender(Protocol):
 class Alerts(Protocol):
     """Tells the admins something (Telegram chats, admin WhatsApp numbers, the log)."""
 
-    async def alert(self, text: str, *, kind: str) -> None: ...
+    async def alert(self, text: str, *, kind: str, contact_id: int | None = None) -> None:
+        """``contact_id`` names the lead an alert is about, so admins can answer them."""
+        ...
 
 
 class LogAlerts:
@@ -68,7 +70,7 @@ class LogAlerts:
         self._log = logging.getLogger("dripbot.alerts")
         self.sent: list[tuple[str, str]] = []
 
-    async def alert(self, text: str, *, kind: str) -> None:
+    async def alert(self, text: str, *, kind: str, contact_id: int | None = None) -> None:
         self.sent.append((kind, text))
         self._log.warning("[%s] %s", kind, text)
 

@@ -203,6 +203,7 @@ class OutboundMessage(Base):
         Index("ix_outbound_enrollment", "enrollment_id"),
         Index("ix_outbound_contact", "contact_id", "status"),
         Index("ix_outbound_reach", "workspace_id", "business_initiated", "sent_at"),
+        Index("ix_outbound_sequence_step", "sequence_id", "step_id", "status"),
         UniqueConstraint("wamid"),
     )
 
@@ -302,4 +303,18 @@ class JobRun(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     job: Mapped[str] = mapped_column(String(100))
     run_key: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class ForwardedMessage(Base):
+    """A lead's reply as forwarded into an admin's Telegram chat, so that an admin's answer
+    to that chat message can find the lead again (takeover)."""
+
+    __tablename__ = "forwarded_messages"
+    __table_args__ = (UniqueConstraint("chat_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     created_at: Mapped[datetime]

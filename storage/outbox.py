@@ -41,7 +41,11 @@ class Claimed:
 def _sendable(now: datetime) -> list[Any]:
     """What must hold for a message to go out now, beyond being due."""
     return [
-        Contact.opted_out_at.is_(None),
+        # An opt-out stops everything except its own confirmation, queued with it.
+        or_(
+            Contact.opted_out_at.is_(None),
+            and_(M.purpose == "notice", M.created_at >= Contact.opted_out_at),
+        ),
         Contact.paused_at.is_(None),
         or_(Contact.hold_until.is_(None), Contact.hold_until <= now, M.purpose != "drip"),
         or_(M.enrollment_id.is_(None), Enrollment.status == EnrollmentStatus.ACTIVE.value),
