@@ -31,6 +31,7 @@ from bot.whatsapp.client import GraphClient
 from bot.wiring import build_interpreter
 from scheduler.clock import Clock, SystemClock
 from scheduler.dispatcher import Dispatcher
+from scheduler.pacing import Pacer, RandomGap, SharedTokenBucket
 from scheduler.ports import MessageSender
 from storage.database import Database
 
@@ -133,6 +134,7 @@ def create_app(
             services.options,
             services.alerts,
             locks=services.locks,
+            pacer=_pacer(settings, services.db),
             concurrency=settings.max_concurrent_sends,
             on_send=metrics.observe_send,
         )
@@ -162,6 +164,15 @@ def create_app(
     setup_webhook(app)
     app.add_routes(telegram_routes())
     return app
+
+
+def _pacer(settings: Settings, db: Database) -> Pacer:
+    """Meta's per-number rate, shared by every process on the database; or a human gap."""
+    options = settings.engine_options()
+    if options.pacing is not None:
+        return RandomGap(*options.pacing)
+    sender = settings.whatsapp_phone_number_id or "console"
+    return SharedTokenBucket(db, f"send:{sender}", settings.rate_per_second, clock=SystemClock())
 
 
 def _console_warning(settings: Settings) -> str:

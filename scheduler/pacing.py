@@ -12,6 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from scheduler.clock import Clock
+from storage.database import Database
+from storage.rate_buckets import reserve
+
 Sleep = Callable[[float], Awaitable[None]]
 Monotonic = Callable[[], float]
 
@@ -96,3 +100,48 @@ def make_pacer(rate_per_second: float, pacing: tuple[float, float] | None) -> Pa
     if pacing is not None:
         return RandomGap(*pacing)
     return TokenBucket(rate_per_second)
+
+
+class SharedTokenBucket:
+    """:class:`TokenBucket` semantics for the sum of every process on one database.
+
+    Tokens are reserved from a bucket row in small chunks (a fifth of a second's worth) and
+    spent locally, so replicas together stay within ``rate`` per second.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        key: str,
+        rate: float,
+        *,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.db = db
+        self.key = key
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.chunk = max(1, int(rate / 5))
+        self._clock = clock
+        self._sleep = sleep
+        self._local = 0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            while self._local <= 0:
+                granted, wait = await reserve(
+                    self.db.engine,
+                    self.key,
+                    self.chunk,
+                    rate=self.rate,
+                    burst=self.burst,
+                    now=self._clock.now(),
+                )
+                self._local += granted
+                if granted == 0:
+                    await self._sleep(max(wait, 0.001))
+            self._local -= 1

@@ -318,3 +318,15 @@ class ForwardedMessage(Base):
     message_id: Mapped[int] = mapped_column(BigInteger)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     created_at: Mapped[datetime]
+
+
+class RateBucket(Base):
+    """A token bucket shared by every process, so a rate holds for their sum."""
+
+    __tablename__ = "rate_buckets"
+    __table_args__ = (UniqueConstraint("key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100))
+    tokens: Mapped[float]
+    updated_at: Mapped[datetime]

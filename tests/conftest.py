@@ -139,3 +139,16 @@ async def sqlite_db(sqlite_url: str, clock: ManualClock) -> AsyncIterator[Databa
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def pg_db(pg_url: str, clock: ManualClock) -> AsyncIterator[Database]:
+    """A clean PostgreSQL database, for what only PostgreSQL does (replicas, locking)."""
+    await _truncate_all(pg_url)
+    database = await Database.open(
+        pg_url, workspace="default", now=clock.now(), apply_migrations=False
+    )
+    try:
+        yield database
+    finally:
+        await database.close()

@@ -31,7 +31,7 @@ from storage.database import Database
 from tests.bot.test_api import ANA, WELCOME, serve_api
 
 #: examples per operation and generation mode
-EXAMPLES = 3
+EXAMPLES = 20
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -69,7 +69,11 @@ def explore(base_url: str, headers: dict[str, str]) -> list[str]:
         schema = schemathesis.openapi.from_dict(document)
         for result in schema.get_all_operations():
             operation = result.ok()
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            spec = document["paths"][operation.path][operation.method.lower()]
+            modes = [GenerationMode.POSITIVE]
+            if "parameters" in spec or "requestBody" in spec:  # else nothing can be broken
+                modes.append(GenerationMode.NEGATIVE)
+            for mode in modes:
                 run(operation, mode, base_url, session, headers)
                 ran.append(f"{operation.method.upper()} {operation.path} {mode.value}")
     return ran
@@ -86,5 +90,4 @@ async def test_no_answer_contradicts_the_document(
         await api.call("POST", f"/api/sequences/{first['id']}/enroll", {"phone": ANA})
         headers = api.auth(key)
         ran = await asyncio.to_thread(explore, api.url("").rstrip("/"), headers)
-    print(ran)
-    assert len(ran) == 2 * 13
+    assert len(ran) == 2 * 13 - 2  # GET /api/sequences and the document take no input

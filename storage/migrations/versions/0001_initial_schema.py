@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 12:05:39.701786
+Create Date: 2026-11-21 12:08:21.445452
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ def upgrade() -> None:
     sa.Column('created_at', storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_job_runs')),
     sa.UniqueConstraint('job', 'run_key', name=op.f('uq_job_runs_job_run_key'))
+    )
+    op.create_table('rate_buckets',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('key', sa.String(length=100), nullable=False),
+    sa.Column('tokens', sa.Double(), nullable=False),
+    sa.Column('updated_at', storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_rate_buckets')),
+    sa.UniqueConstraint('key', name=op.f('uq_rate_buckets_key'))
     )
     op.create_table('webhook_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -280,5 +288,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_webhook_unprocessed')
 
     op.drop_table('webhook_events')
+    op.drop_table('rate_buckets')
     op.drop_table('job_runs')
     # ### end Alembic commands ###
