@@ -18,11 +18,16 @@ from storage.database import Database
 from storage.models import Contact, Enrollment, OutboundMessage, Sequence, Step
 
 CLI = Actor("cli", "console")
-THREE_STEPS = """/newsequence Welcome
-Day 1: Hi {first_name|there}! Welcome aboard.
-Day 3 at 10:00: image https://example.com/tip.jpg | Here's a quick tip, {name} || template tip_fallback en {first_name|there}
-Day 7: template welcome_week en {first_name|there}
-after 2h: Did you get a chance to look? || template nudge en"""
+THREE_STEPS = "\n".join(
+    [
+        "/newsequence Welcome",
+        "Day 1: Hi {first_name|there}! Welcome aboard.",
+        "Day 3 at 10:00: image https://example.com/tip.jpg | Here's a quick tip, {name}"
+        " || template tip_fallback en {first_name|there}",
+        "Day 7: template welcome_week en {first_name|there}",
+        "after 2h: Did you get a chance to look? || template nudge en",
+    ]
+)
 
 
 @pytest.fixture
