@@ -23,15 +23,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 #: the repository root: children run from here so ``benchmarks`` and ``tests`` import
 ROOT: Final = Path(__file__).resolve().parent.parent
 #: a database on the benchmark's PostgreSQL server to connect to while creating the others
-PG_ADMIN_DSN: Final = os.environ.get(
-    "DRIPBOT_BENCH_PG_DSN",
-    os.environ.get("DRIPBOT_TEST_PG_DSN", "postgresql://127.0.0.1:5432/test"),
-)
+#: (the same variable and default as the test suite's)
+PG_ADMIN_DSN: Final = os.environ.get("DRIPBOT_TEST_PG_DSN", "postgresql://127.0.0.1:5432/test")
+_PG_HOST: Final = PG_ADMIN_DSN.split("//", 1)[1].rsplit("/", 1)[0]
 RESULT_MARKER: Final = "BENCHMARK-RESULT "
 
 
@@ -41,21 +42,39 @@ class BenchmarkError(RuntimeError):
 
 @dataclass(frozen=True)
 class Goal:
-    """A target from the issues: ``value >= threshold``, or ``<=`` with ``at_most``."""
+    """A target from the issues: a floor, a ceiling, or both (a rate held within a band)."""
 
-    threshold: float
-    at_most: bool = False
+    low: float | None = None
+    high: float | None = None
+
+    @classmethod
+    def at_least(cls, value: float) -> Goal:
+        return cls(low=value)
+
+    @classmethod
+    def at_most(cls, value: float) -> Goal:
+        return cls(high=value)
+
+    @classmethod
+    def within(cls, target: float, share: float) -> Goal:
+        return cls(low=target * (1 - share), high=target * (1 + share))
 
     def met(self, value: float) -> bool:
-        return value <= self.threshold if self.at_most else value >= self.threshold
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
     def describe(self, unit: str) -> str:
-        return f"{'≤' if self.at_most else '≥'} {format_number(self.threshold)} {unit}"
+        if self.low is not None and self.high is not None:
+            return f"{format_number(self.low)}–{format_number(self.high)} {unit}"
+        if self.low is not None:
+            return f"≥ {format_number(self.low)} {unit}"
+        assert self.high is not None
+        return f"≤ {format_number(self.high)} {unit}"
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured number, as it appears in the table."""
+    """One measured number, as it appears in the table. ``checked`` is False when the run
+    behind it broke a promise (a message lost or sent twice): then no speed counts."""
 
     benchmark: str
     case: str
@@ -63,9 +82,12 @@ class Figure:
     unit: str
     goal: Goal | None = None
     detail: str = ""
+    checked: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.checked:
+            return "FAILED CHECK"
         if self.goal is None:
             return ""
         return "met" if self.goal.met(self.value) else "NOT MET"
@@ -113,6 +135,11 @@ def run_child(module: str, args: Sequence[str], *, env: dict[str, str] | None = 
     return ChildRun(result, usage.ru_maxrss / 1024)  # Linux reports kilobytes
 
 
+def progress(text: str) -> None:
+    """A line on stderr while a long run goes on; stdout keeps the table."""
+    print(f"... {text}", file=sys.stderr, flush=True)
+
+
 def report(result: dict[str, Any]) -> None:
     """The child's side of :func:`run_child`: hand the figures to the parent."""
     print(RESULT_MARKER + json.dumps(result), flush=True)
@@ -121,18 +148,25 @@ def report(result: dict[str, Any]) -> None:
 # --- databases ----------------------------------------------------------------------------
 
 
-def sqlite_url(directory: Path, name: str) -> str:
-    return f"sqlite+aiosqlite:///{directory / name}.db"
+@contextmanager
+def database(backend: str, directory: Path, name: str) -> Iterator[str]:
+    """A fresh database URL on ``backend`` ("sqlite" or "postgres"), gone afterwards."""
+    if backend == "postgres":
+        with postgres_database() as url:
+            yield url
+        return
+    path = directory / f"{name}.db"
+    try:
+        yield f"sqlite+aiosqlite:///{path}"
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def postgres_available() -> bool:
-    async def probe() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-        await conn.close()
-
     try:
-        asyncio.run(probe())
-    except (OSError, asyncpg.PostgresError, TimeoutError):
+        asyncio.run(_pg_admin("SELECT 1"))
+    except (OSError, DBAPIError):
         return False
     return True
 
@@ -142,27 +176,22 @@ def postgres_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one measurement, dropped afterwards."""
     name = f"dripbot_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    host = PG_ADMIN_DSN.split("//", 1)[1].rsplit("/", 1)[0]
     try:
-        yield f"postgresql+asyncpg://{host}/{name}"
+        yield f"postgresql+asyncpg://{_PG_HOST}/{name}"
     finally:
         asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+async def _pg_admin(statement: str) -> str:
+    """Run one statement outside a transaction (CREATE DATABASE needs that); its first value."""
+    admin = PG_ADMIN_DSN.replace("postgresql://", "postgresql+asyncpg://", 1)
+    engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
     try:
-        await conn.execute(statement)
+        async with engine.connect() as conn:
+            result = await conn.execute(text(statement))
+            return str(result.scalar()) if result.returns_rows else ""
     finally:
-        await conn.close()
-
-
-async def _pg_version() -> str:
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-    try:
-        return str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
+        await engine.dispose()
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -171,8 +200,8 @@ async def _pg_version() -> str:
 def machine() -> dict[str, str]:
     """What the figures were measured on, for the table's header and the README."""
     try:
-        postgres = asyncio.run(_pg_version())
-    except (OSError, asyncpg.PostgresError, TimeoutError):
+        postgres = asyncio.run(_pg_admin("SHOW server_version"))
+    except (OSError, DBAPIError):
         postgres = "unavailable"
     return {
         "CPU": _cpu_model(),
@@ -241,7 +270,10 @@ def format_table(figures: Sequence[Figure]) -> str:
     """A plain aligned table for the terminal."""
     rows = [_COLUMNS, *table_rows(figures)]
     widths = [max(len(row[at]) for row in rows) for at in range(len(_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(line.rstrip() for line in lines)
 

@@ -6,12 +6,14 @@ processed. Bodies are then processed in arrival order by one worker task, off th
 path. Meta retries and duplicates deliveries; the handlers make every message and status
 idempotent, so a body processed twice changes nothing the second time.
 
-Throughput comes from batching both sides: concurrent POSTs are stored with one multi-row
-INSERT per transaction (a group commit: each request waits for the commit that holds its
-body), and the worker takes every body waiting in the queue at once, applying their statuses
-in one batch. A body whose processing raises is marked processed with the error recorded
-(and logged) rather than retried for ever; a database that is briefly unavailable is
-retried a few times first.
+Throughput comes from batching both sides. Concurrent POSTs are stored with one multi-row
+INSERT per transaction on the writer's own connection (a group commit: each request waits
+for the commit that holds its body). The worker lets bodies gather for a moment, then takes
+every waiting one at once: their statuses are applied and the bodies marked processed in one
+transaction. On SQLite, which has a single writer and makes the others sleep and retry, the
+writer and the worker take turns instead. A body whose processing raises is marked processed
+with the error recorded (and logged) rather than retried for ever; a database that is
+briefly unavailable is retried a few times first.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ import contextlib
 import hmac
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 from aiohttp import web
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.config import Settings
+from bot.metrics import Metrics
 from bot.services import SERVICES, Services
 from bot.whatsapp import webhook as wa
 from bot.whatsapp.client import GraphClient
@@ -51,7 +57,7 @@ from handlers.inbound import (
     handle_message,
     handle_preference,
 )
-from handlers.statuses import apply_statuses, apply_template_review
+from handlers.statuses import apply_failure, apply_progress, apply_template_review, is_failure
 from scheduler.phones import InvalidPhone, normalize_phone
 from storage.models import WebhookEvent
 
@@ -62,6 +68,10 @@ SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
 #: bodies written per INSERT, and bodies processed per worker round
 WRITE_BATCH: Final = 500
 PROCESS_BATCH: Final = 500
+#: statuses applied per transaction
+STATUS_CHUNK: Final = 1000
+#: how long the worker lets bodies gather before a round (processing is off the answer path)
+PROCESS_LINGER: Final = 0.02
 #: past this many waiting bodies the queue keeps only their ids (bodies are re-read)
 QUEUE_BODY_LIMIT: Final = 2000
 #: attempts for a body when the database itself fails, and the pause between them
@@ -110,6 +120,12 @@ class Inbox:
         self._worker: asyncio.Task[None] | None = None
         self._admins: frozenset[str] = frozenset()
         self._warned_no_secret = False
+        # SQLite has one writer at a time and makes the others sleep and retry; taking turns
+        # here instead keeps the answer to Meta fast while statuses are being applied.
+        self._turn = asyncio.Lock()
+        self._take_turns = False
+        self._rng = random.Random()
+        self._conn: AsyncConnection | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -117,6 +133,7 @@ class Inbox:
         """Queue the bodies a previous run stored but did not finish, then start working."""
         self._services = services
         self._admins = admin_numbers(services.settings)
+        self._take_turns = services.db.is_sqlite
         async with services.db.engine.connect() as conn:
             left = list(
                 (
@@ -135,10 +152,17 @@ class Inbox:
         self._worker = asyncio.create_task(self._work_loop(), name="webhook-inbox-worker")
 
     async def stop(self) -> None:
-        """Store what is still waiting, give the worker a moment to drain, then stop."""
+        """Store what is still waiting, give the worker a moment to drain, then stop.
+
+        The server has stopped answering by now, so nobody waits for the writer any more.
+        """
+        await _cancel(self._writer)
+        self._writer = None
         if self._pending:
-            with contextlib.suppress(Exception):
+            try:
                 await self._write_pending()
+            except Exception:
+                log.exception("webhook bodies lost at shutdown (Meta retries them)")
         try:
             await asyncio.wait_for(self._queue.join(), DRAIN_SECONDS)
         except TimeoutError:
@@ -146,12 +170,9 @@ class Inbox:
                 "stopping with %d webhook bodies unprocessed; they are processed on the next start",
                 self._queue.qsize(),
             )
-        for task in (self._writer, self._worker):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._writer = self._worker = None
+        await _cancel(self._worker)
+        self._worker = None
+        await self._drop_connection()
 
     async def drained(self) -> None:
         """Wait until every stored body has been processed."""
@@ -198,16 +219,23 @@ class Inbox:
             for body, _, _ in batch
         ]
         try:
-            async with services.db.engine.begin() as conn:
-                result = await conn.execute(
-                    insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True),
-                    rows,
-                )
-                ids = [int(i) for i in result.scalars()]
+            if self._conn is None:
+                # The writer keeps its own connection: no pool round trip per commit.
+                self._conn = await services.db.engine.connect()
+            async with self._writing(), self._conn.begin():
+                result = await self._conn.execute(_STORE, rows)
+                # Matched by body, not by order: asking SQLAlchemy for rows in parameter order
+                # makes it insert them one statement at a time on SQLite. Identical bodies
+                # (Meta's retries) are interchangeable.
+                by_body: dict[str, list[int]] = {}
+                for event_id, stored in result:
+                    by_body.setdefault(stored, []).append(int(event_id))
+                ids = [by_body[body].pop() for body, _, _ in batch]
         except BaseException as err:
             for _, _, future in batch:
                 if not future.done():
                     future.set_exception(err if isinstance(err, Exception) else RuntimeError())
+            await self._drop_connection()  # it may be broken; the next batch opens another
             raise
         self.stats.stored += len(ids)
         for (_, payload, future), event_id in zip(batch, ids, strict=True):
@@ -216,11 +244,21 @@ class Inbox:
             if not future.done():
                 future.set_result(event_id)
 
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
     # --- processing ---------------------------------------------------------------------
 
     async def _work_loop(self) -> None:
         while True:
             bodies = [await self._queue.get()]
+            if self._queue.qsize() < PROCESS_BATCH:
+                # Let a few more arrive: one transaction for many bodies costs about what one
+                # costs alone, and nobody waits for the processing.
+                await asyncio.sleep(PROCESS_LINGER)
             while len(bodies) < PROCESS_BATCH and not self._queue.empty():
                 bodies.append(self._queue.get_nowait())
             try:
@@ -244,11 +282,11 @@ class Inbox:
                 if isinstance(event, DeliveryStatus):
                     statuses.append((body, event))
                     continue
+                # Keep the order: statuses before this event are applied before it.
                 await self._flush(services, statuses)
                 statuses = []
                 await self._guarded(body, self._handler(ctx, services, event))
-        await self._flush(services, statuses)
-        await self._mark(services, bodies)
+        await self._flush(services, statuses, finish=bodies)
 
     async def _load(self, services: Services, bodies: list[_Body]) -> None:
         if not bodies:
@@ -279,31 +317,68 @@ class Inbox:
                 found.append(mapped)
         return found
 
-    async def _flush(self, services: Services, items: list[tuple[_Body, DeliveryStatus]]) -> None:
-        """Apply waiting statuses in one batch; if that fails, body by body."""
-        if not items:
-            return
+    async def _flush(
+        self,
+        services: Services,
+        items: list[tuple[_Body, DeliveryStatus]],
+        *,
+        finish: list[_Body] | None = None,
+    ) -> None:
+        """Apply waiting statuses; with ``finish``, mark those bodies processed in the same
+        transaction as the last statuses (the common case: one commit per round)."""
         self.stats.statuses += len(items)
-
-        def apply(statuses: list[DeliveryStatus]) -> Callable[[], Awaitable[object]]:
-            return lambda: apply_statuses(
-                services.db,
-                statuses,
-                now=services.clock.now(),
-                alerts=services.alerts,
-                locks=services.locks,
-            )
-
+        progress = []
+        for body, status in items:
+            if is_failure(status):
+                # Rare, and may wait for a contact's send lock (an opt-out): on its own.
+                await self._guarded(body, self._failure(services, status))
+            else:
+                progress.append((body, status))
+        if not progress and finish is None:
+            return
+        statuses = [s for _, s in progress]
+        # Bounded transactions: the writer gets its turn between them.
+        chunks = [statuses[i : i + STATUS_CHUNK] for i in range(0, len(statuses), STATUS_CHUNK)]
         try:
-            await _with_db_retries(apply([status for _, status in items]))
+            for i, chunk in enumerate(chunks or [[]]):
+                last = i >= len(chunks) - 1
+                await _with_db_retries(self._commit(services, chunk, finish if last else None))
             return
         except Exception:
-            log.exception("a batch of %d statuses failed; retrying body by body", len(items))
+            log.exception("a batch of %d statuses failed; retrying body by body", len(progress))
         by_body: dict[int, tuple[_Body, list[DeliveryStatus]]] = {}
-        for body, status in items:
+        for body, status in progress:
             by_body.setdefault(body.id, (body, []))[1].append(status)
         for body, statuses in by_body.values():
-            await self._guarded(body, apply(statuses))
+            await self._guarded(body, self._commit(services, statuses, None))
+        if finish is not None:
+            await _with_db_retries(self._commit(services, [], finish))
+
+    def _commit(
+        self, services: Services, statuses: list[DeliveryStatus], finish: list[_Body] | None
+    ) -> Callable[[], Awaitable[None]]:
+        async def commit() -> None:
+            now = services.clock.now()
+            async with self._writing(), services.db.engine.begin() as conn:
+                if statuses:
+                    await apply_progress(conn, statuses, now=now)
+                if finish:
+                    await _mark(conn, finish, now)
+            if finish:
+                self.stats.processed += len(finish)
+                self.stats.errors += sum(1 for b in finish if b.errors)
+
+        return commit
+
+    def _failure(self, services: Services, status: DeliveryStatus) -> Callable[[], Awaitable[None]]:
+        return lambda: apply_failure(
+            services.db,
+            status,
+            now=services.clock.now(),
+            alerts=services.alerts,
+            locks=services.locks,
+            rng=self._rng,
+        )
 
     async def _guarded(self, body: _Body, work: Callable[[], Awaitable[object]]) -> None:
         try:
@@ -328,25 +403,6 @@ class Inbox:
                 services.db, event, now=services.clock.now(), alerts=services.alerts
             )
 
-    async def _mark(self, services: Services, bodies: list[_Body]) -> None:
-        now = services.clock.now()
-        params = [
-            {"eid": b.id, "t": now, "e": "\n".join(b.errors)[:_ERROR_LIMIT] or None} for b in bodies
-        ]
-        statement = (
-            update(WebhookEvent)
-            .where(WebhookEvent.id == bindparam("eid"))
-            .values(processed_at=bindparam("t"), error=bindparam("e"))
-        )
-
-        async def mark() -> None:
-            async with services.db.engine.begin() as conn:
-                await conn.execute(statement, params)
-
-        await _with_db_retries(mark)
-        self.stats.processed += len(bodies)
-        self.stats.errors += sum(1 for b in bodies if b.errors)
-
     def _context(self, services: Services) -> InboundContext:
         runner = services.extras.get("interpreter")
         graph = services.graph
@@ -362,10 +418,47 @@ class Inbox:
             media=GraphMedia(graph, services.settings.whatsapp_media_max_bytes) if graph else None,
         )
 
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """This process's turn to write, on SQLite; PostgreSQL takes writers side by side."""
+        return self._turn if self._take_turns else _no_turn()
+
     def _require(self) -> Services:
         if self._services is None:
             raise RuntimeError("the webhook inbox is not started")
         return self._services
+
+
+_STORE: Final = insert(WebhookEvent).returning(WebhookEvent.id, WebhookEvent.body)
+_MARK_FAILED: Final = (
+    update(WebhookEvent)
+    .where(WebhookEvent.id == bindparam("eid"))
+    .values(processed_at=bindparam("t"), error=bindparam("e"))
+)
+
+
+async def _mark(conn: AsyncConnection, bodies: list[_Body], now: datetime) -> None:
+    """Mark bodies processed: the clean ones in one statement, with their errors the rest."""
+    clean = [b.id for b in bodies if not b.errors]
+    if clean:
+        await conn.execute(
+            update(WebhookEvent).where(WebhookEvent.id.in_(clean)).values(processed_at=now)
+        )
+    failed = [
+        {"eid": b.id, "t": now, "e": "\n".join(b.errors)[:_ERROR_LIMIT]} for b in bodies if b.errors
+    ]
+    if failed:
+        await conn.execute(_MARK_FAILED, failed)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _no_turn() -> contextlib.AbstractAsyncContextManager[object]:
+    return contextlib.nullcontext()
 
 
 async def _with_db_retries(work: Callable[[], Awaitable[_T]]) -> _T:
@@ -545,41 +638,53 @@ async def verify_subscription(request: web.Request) -> web.Response:
 async def receive(request: web.Request) -> web.Response:
     """Check, store, answer; processing happens after the answer."""
     inbox = request.app[INBOX]
-    settings = request.app[SERVICES].settings
+    services = request.app[SERVICES]
+    status, result, text = await _receive(request, inbox, services.settings)
     inbox.stats.received += 1
+    if status != 200:
+        inbox.stats.refused += 1
+    metrics = services.extras.get("metrics")
+    if isinstance(metrics, Metrics):
+        metrics.webhooks.labels(result=result).inc()
+    return web.Response(status=status, text=text)
+
+
+async def _receive(request: web.Request, inbox: Inbox, settings: Settings) -> tuple[int, str, str]:
+    """(HTTP status, result label for /metrics, answer text)."""
     secret = settings.whatsapp_app_secret
     if secret is None:
         inbox.warn_no_secret()
-        inbox.stats.refused += 1
-        return web.Response(status=401, text="no app secret configured")
+        return 401, "not_configured", "no app secret configured"
     limit = settings.webhook_max_bytes
     raw = await _read_capped(request, limit)
     if raw is None:
-        inbox.stats.refused += 1
-        return web.Response(status=413, text=f"body over {limit} bytes")
+        return 413, "too_large", f"body over {limit} bytes"
     if not verify(raw, request.headers.get(SIGNATURE_HEADER), secret.get_secret_value()):
-        inbox.stats.refused += 1
-        return web.Response(status=401, text="bad signature")
+        return 401, "bad_signature", "bad signature"
     try:
         body = raw.decode("utf-8")
         payload = json.loads(body)
     except ValueError:
-        inbox.stats.refused += 1
-        return web.Response(status=400, text="malformed JSON")
+        return 400, "malformed", "malformed JSON"
     try:
         await inbox.store(body, payload)
     except Exception:
         log.exception("webhook body not stored; Meta will retry it")
-        return web.Response(status=503, text="not stored, try again")
-    return web.Response(text="OK")
+        return 503, "not_stored", "not stored, try again"
+    return 200, "stored", "OK"
 
 
 async def _read_capped(request: web.Request, limit: int) -> bytes | None:
     """The raw body, or None when it is over ``limit`` bytes (the app's own cap may be
     smaller than Meta's 3 MB, so the stream is read directly)."""
     declared = request.content_length
-    if declared is not None and declared > limit:
-        return None
+    if declared is not None:
+        if declared > limit:
+            return None
+        try:
+            return await request.content.readexactly(declared)
+        except asyncio.IncompleteReadError as err:
+            return err.partial  # a short body cannot carry a valid signature
     chunks = []
     size = 0
     async for chunk in request.content.iter_chunked(_READ_CHUNK):

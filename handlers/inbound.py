@@ -46,7 +46,8 @@ from handlers.optout import (
     apply_opt_in,
     apply_opt_out,
     asks_to_opt_in,
-    describe_source,
+    contact_label,
+    opt_out_alert,
     opt_out_signal,
 )
 from handlers.replies import Actor, Reply, Upload
@@ -123,6 +124,7 @@ class Handled(StrEnum):
 
 
 async def handle_message(ctx: InboundContext, message: IncomingMessage) -> Handled:
+    """Record the message and act on it: admin command, opt-out, START, keyword, or reply."""
     if await _seen(ctx.db, message.wamid):
         return Handled.DUPLICATE
     now = ctx.clock.now()
@@ -342,11 +344,7 @@ async def _opt_out(
             conn, ws, contact.id, source=source, now=now, confirm=contact.phone is not None
         )
     if changed:
-        await ctx.alerts.alert(
-            f"{_who(contact)} opted out {describe_source(source)}: every sequence stopped "
-            "and pending messages cancelled.",
-            kind="opt_out",
-        )
+        await ctx.alerts.alert(opt_out_alert(_who(contact), source), kind="opt_out")
     return Handled.OPTED_OUT
 
 
@@ -358,11 +356,7 @@ async def _opt_out_silently(
             conn, ctx.db.workspace_id, contact.id, source=source, now=now, confirm=False
         )
     if changed:
-        await ctx.alerts.alert(
-            f"{_who(contact)} opted out {describe_source(source)}: every sequence stopped "
-            "and pending messages cancelled.",
-            kind="opt_out",
-        )
+        await ctx.alerts.alert(opt_out_alert(_who(contact), source), kind="opt_out")
     return changed
 
 
@@ -533,9 +527,9 @@ def _forward_text(
 ) -> str:
     kind = message.kind
     if kind == "system":
-        head = f"WhatsApp notice about {_who(contact)}"
+        head = f"WhatsApp notice about {_who(contact, full=True)}"
     else:
-        head = f"Reply from {_who(contact)}"
+        head = f"Reply from {_who(contact, full=True)}"
     notes = []
     if opted_out:
         notes.append("opted out")
@@ -549,11 +543,8 @@ def _forward_text(
     return f"{head}:\n{label}{message.text or ''}".rstrip()
 
 
-def _who(contact: ContactRecord) -> str:
-    """The contact as admins see it: name, full number (to answer) and record id."""
-    ident = contact.phone or contact.user_id or "no number"
-    name = f"{contact.name} " if contact.name else ""
-    return f"{name}({ident}, contact {contact.id})"
+def _who(contact: ContactRecord, *, full: bool = False) -> str:
+    return contact_label(contact.id, contact.phone, contact.user_id, contact.name, full=full)
 
 
 # --- admin commands ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.events import IncomingMessage
 from scheduler.contacts import opt_in, opt_out
+from scheduler.phones import mask_phone
 from storage.models import OutboundMessage
 from storage.states import MessageStatus
 
@@ -123,6 +124,23 @@ def describe_source(source: str | None) -> str:
             "in WhatsApp (error 131050: they stopped marketing messages)"
         ),
     }.get(source or "", f"({source})" if source else "")
+
+
+def contact_label(
+    contact_id: int, phone: str | None, user_id: str | None, name: str | None, *, full: bool
+) -> str:
+    """A contact as admins see it. Forwarded replies carry the full number (to answer);
+    notices such as opt-outs mask it, like the logs they may end up in."""
+    ident = (phone if full else mask_phone(phone)) if phone else (user_id or "no number")
+    named = f"{name} " if name else ""
+    return f"{named}({ident}, contact {contact_id})"
+
+
+def opt_out_alert(label: str, source: str) -> str:
+    return (
+        f"{label} opted out {describe_source(source)}: every sequence stopped and pending "
+        "messages cancelled."
+    )
 
 
 # --- carrying it out --------------------------------------------------------------------

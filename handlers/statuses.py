@@ -22,12 +22,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Update, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Update,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from handlers.events import DeliveryStatus, TemplateReview
-from handlers.optout import OptOutSource, apply_opt_out, describe_source
+from handlers.optout import OptOutSource, apply_opt_out, contact_label, opt_out_alert
 from scheduler.contact_locks import ContactLocks
 from scheduler.policy import DEFAULT_POLICY, Action, Rejected, RetryPolicy, decide, describe
 from scheduler.ports import Alerts, message_id_from_callback
@@ -59,6 +70,12 @@ def sources_of(target: MessageStatus) -> list[str]:
     return [s.value for s in MessageStatus if can_move(s, target)]
 
 
+def _may_move_to(target: MessageStatus) -> ColumnElement[bool]:
+    """``status IN (...)`` written out as constants: an expanding parameter list cannot be
+    part of a statement executed for many rows at once."""
+    return M.status.in_([literal_column(f"'{source}'") for source in sources_of(target)])
+
+
 @dataclass
 class StatusSummary:
     progressed: int = 0
@@ -77,7 +94,7 @@ def _progress_statement(target: MessageStatus, *, by_id: bool) -> Update:
     }
     for column in _STAMPS[target]:
         values[column] = func.coalesce(getattr(M, column), bindparam("at"))
-    conditions: list[ColumnElement[bool]] = [M.status.in_(sources_of(target))]
+    conditions: list[ColumnElement[bool]] = [_may_move_to(target)]
     if by_id:
         # The callback names the record; the WhatsApp id must agree if the record has one.
         conditions += [
@@ -102,6 +119,10 @@ def _target(status: DeliveryStatus) -> MessageStatus | None:
     return target if target in PROGRESS or target is _S.FAILED else None
 
 
+def is_failure(status: DeliveryStatus) -> bool:
+    return _target(status) is _S.FAILED
+
+
 async def apply_statuses(
     db: Database,
     statuses: Seq[DeliveryStatus],
@@ -112,18 +133,37 @@ async def apply_statuses(
     policy: RetryPolicy = DEFAULT_POLICY,
     rng: random.Random | None = None,
 ) -> StatusSummary:
-    """Apply a batch of statuses; duplicates, late ones and unknown messages change nothing."""
+    """Apply a batch of statuses; duplicates, late ones and unknown messages change nothing.
+
+    Progress is applied first, in one transaction, then each failure in its own.
+    """
+    failures = [s for s in statuses if is_failure(s)]
+    progress = [s for s in statuses if not is_failure(s)]
+    summary = StatusSummary()
+    if progress:
+        async with db.engine.begin() as conn:
+            summary = await apply_progress(conn, progress, now=now)
+    chooser = rng or random.Random()
+    for status in failures:
+        summary.failed += 1
+        await apply_failure(
+            db, status, now=now, alerts=alerts, locks=locks, policy=policy, rng=chooser
+        )
+    return summary
+
+
+async def apply_progress(
+    conn: AsyncConnection, statuses: Seq[DeliveryStatus], *, now: datetime
+) -> StatusSummary:
+    """``sent``, ``delivered`` and ``read`` for many messages, in the caller's transaction, in
+    a handful of statements. Anything else is counted as ignored."""
     summary = StatusSummary()
     by_id: dict[MessageStatus, dict[tuple[int, str], dict[str, Any]]] = {t: {} for t in PROGRESS}
     by_wamid: dict[MessageStatus, dict[str, dict[str, Any]]] = {t: {} for t in PROGRESS}
-    failures = []
     for status in statuses:
         target = _target(status)
-        if target is None:
+        if target is None or target is _S.FAILED:
             summary.ignored += 1
-            continue
-        if target is _S.FAILED:
-            failures.append(status)
             continue
         summary.progressed += 1
         mid = message_id_from_callback(status.callback_data)
@@ -132,20 +172,12 @@ async def apply_statuses(
             by_id[target].setdefault((mid, status.wamid), params | {"mid": mid})
         else:
             by_wamid[target].setdefault(status.wamid, params)
-    if any(by_id.values()) or any(by_wamid.values()):
-        async with db.engine.begin() as conn:
-            # Ascending targets: whatever the arrival order, a message ends at the latest.
-            for target in PROGRESS:
-                if by_id[target]:
-                    await conn.execute(_BY_ID[target], list(by_id[target].values()))
-                if by_wamid[target]:
-                    await conn.execute(_BY_WAMID[target], list(by_wamid[target].values()))
-    chooser = rng or random.Random()
-    for status in failures:
-        summary.failed += 1
-        await _apply_failure(
-            db, status, now=now, alerts=alerts, locks=locks, policy=policy, rng=chooser
-        )
+    # Ascending targets: whatever the arrival order, a message ends at the latest.
+    for target in PROGRESS:
+        if by_id[target]:
+            await conn.execute(_BY_ID[target], list(by_id[target].values()))
+        if by_wamid[target]:
+            await conn.execute(_BY_WAMID[target], list(by_wamid[target].values()))
     return summary
 
 
@@ -168,16 +200,18 @@ def failure_detail(status: DeliveryStatus) -> str:
     return detail[:_DETAIL_LIMIT]
 
 
-async def _apply_failure(
+async def apply_failure(
     db: Database,
     status: DeliveryStatus,
     *,
     now: datetime,
     alerts: Alerts,
     locks: ContactLocks,
-    policy: RetryPolicy,
-    rng: random.Random,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    rng: random.Random | None = None,
 ) -> None:
+    """Move one message into ``failed`` and carry out what its code means, once."""
+    rng = rng or random.Random()
     async with db.engine.connect() as conn:
         found = (await conn.execute(select(M.id, M.contact_id).where(*_key(status)))).first()
     if found is None:
@@ -214,7 +248,7 @@ async def _fail(
     row = (
         await conn.execute(
             update(M)
-            .where(M.id == message_id, *_key(status), M.status.in_(sources_of(_S.FAILED)))
+            .where(M.id == message_id, *_key(status), _may_move_to(_S.FAILED))
             .values(
                 status=_S.FAILED.value,
                 wamid=func.coalesce(M.wamid, status.wamid),
@@ -246,13 +280,7 @@ async def _fail(
         if await apply_opt_out(
             conn, db.workspace_id, row.contact_id, source=source, now=now, confirm=False
         ):
-            alerts.append(
-                (
-                    "opt_out",
-                    f"{who} opted out {describe_source(source)}: every sequence stopped and "
-                    "pending messages cancelled.",
-                )
-            )
+            alerts.append(("opt_out", opt_out_alert(who, source)))
     elif action is Action.UNDELIVERABLE:
         await conn.execute(
             update(Contact)
@@ -430,9 +458,7 @@ async def _who(conn: AsyncConnection, contact_id: int) -> str:
     ).first()
     if row is None:
         return f"contact {contact_id}"
-    ident = row.phone or row.user_id or "no number"
-    name = f"{row.name} " if row.name else ""
-    return f"{name}({ident}, contact {contact_id})"
+    return contact_label(contact_id, row.phone, row.user_id, row.name, full=False)
 
 
 # --- template reviews -------------------------------------------------------------------

@@ -69,6 +69,29 @@ async def sequence_by_id(
     return _sequence_record(row)
 
 
+async def sequence_by_name(
+    conn: AsyncConnection, workspace_id: int, name: str
+) -> SequenceRecord | None:
+    """A sequence by its name (case and spacing ignored) only."""
+    row = (
+        await conn.execute(
+            select(Sequence).where(
+                Sequence.workspace_id == workspace_id, Sequence.name_key == name_key(name)
+            )
+        )
+    ).first()
+    return None if row is None else _sequence_record(row)
+
+
+def engine_ref(name: str, sequence_id: int) -> str | int:
+    """How to name a sequence to the engine's look-ups, which read digits as an id.
+
+    Its name, unless the name is made of digits other than 0-9 (``"²"``): those pass
+    ``str.isdigit`` without being a number ``int`` can read, so the id names it instead.
+    """
+    return sequence_id if name.isdigit() and not name.isascii() else name
+
+
 async def replace_sequence(
     db: Database,
     sequence_id: int,

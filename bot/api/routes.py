@@ -28,15 +28,16 @@ from scheduler.errors import NotFound
 from scheduler.phones import mask_phone
 from scheduler.sequence_replace import (
     MAX_ID,
+    engine_ref,
     enrollment_by_id,
     enrollment_counts,
     enrollment_page,
     replace_sequence,
     sequence_by_id,
+    sequence_by_name,
 )
 from scheduler.sequences import (
     create_sequence,
-    find_sequence,
     list_sequences,
     load_steps,
     set_status,
@@ -182,7 +183,12 @@ async def create(request: web.Request) -> web.Response:
         keyword=values.keyword,
     )
     if body.status != "active":
-        await set_status(services.db, created.sequence.name, SequenceStatus(body.status), now=now)
+        await set_status(
+            services.db,
+            engine_ref(created.sequence.name, created.sequence.id),
+            SequenceStatus(body.status),
+            now=now,
+        )
     return answer(await _sequence_out(services, created.sequence.id), 201)
 
 
@@ -214,7 +220,10 @@ async def archive(request: web.Request) -> web.Response:
         record = await sequence_by_id(conn, services.db.workspace_id, sequence_id)
     if record.status != SequenceStatus.ARCHIVED:
         await set_status(
-            services.db, record.name, SequenceStatus.ARCHIVED, now=services.clock.now()
+            services.db,
+            engine_ref(record.name, record.id),
+            SequenceStatus.ARCHIVED,
+            now=services.clock.now(),
         )
     return web.Response(status=204)
 
@@ -239,7 +248,7 @@ def _refusal(report: EnrollReport) -> ApiError | None:
 
 
 async def _enroll_one(
-    services: Services, sequence: str, contact: s.ContactIn, *, force: bool
+    services: Services, sequence: str | int, contact: s.ContactIn, *, force: bool
 ) -> tuple[int, str]:
     """Enroll one contact; its enrollment id and number, or the error saying why not."""
     phone = s.check_contact(contact, services.options.default_region)
@@ -264,7 +273,9 @@ async def enroll_one(request: web.Request) -> web.Response:
     body = await read_body(request, s.EnrollIn)
     async with services.db.engine.connect() as conn:
         record = await sequence_by_id(conn, services.db.workspace_id, sequence_id)
-    enrollment_id, _ = await _enroll_one(services, record.name, body, force=body.force)
+    enrollment_id, _ = await _enroll_one(
+        services, engine_ref(record.name, record.id), body, force=body.force
+    )
     async with services.db.engine.connect() as conn:
         detail = await enrollment_by_id(conn, services.db.workspace_id, enrollment_id)
     return answer(s.enrollment_out(detail), 201)
@@ -278,7 +289,7 @@ async def enroll_bulk(request: web.Request) -> web.Response:
         record = await sequence_by_id(conn, services.db.workspace_id, sequence_id)
     report = await enroll(
         services.db,
-        record.name,
+        engine_ref(record.name, record.id),
         [s.to_contact(contact, index=i) for i, contact in enumerate(body.contacts)],
         now=services.clock.now(),
         options=services.options,
@@ -330,7 +341,7 @@ async def update_enrollment(request: web.Request) -> web.Response:
         contact = detail.contact.phone or detail.contact.user_id or ""
         await set_enrollment_status(
             db,
-            detail.sequence,
+            engine_ref(detail.sequence, detail.sequence_id),
             contact,
             wanted,
             now=services.clock.now(),
@@ -356,7 +367,7 @@ async def stats(request: web.Request) -> web.Response:
                 raise ApiError(
                     404, str(err), details=[s.FieldProblem(field="sequence_id", message=str(err))]
                 ) from None
-        name = record.name
+        name = str(engine_ref(record.name, record.id))
     report = await collect_stats(
         services.db,
         services.clock.now(),
@@ -379,12 +390,17 @@ async def public_enroll(request: web.Request) -> web.Response:
             if isinstance(body.sequence, int):
                 record = await sequence_by_id(conn, db.workspace_id, body.sequence)
             else:
-                record = await find_sequence(conn, db.workspace_id, body.sequence)
+                found = await sequence_by_name(conn, db.workspace_id, body.sequence)
+                if found is None and body.sequence.isascii() and body.sequence.isdigit():
+                    found = await sequence_by_id(conn, db.workspace_id, int(body.sequence))
+                if found is None:
+                    raise NotFound(f"no sequence named {body.sequence!r}")
+                record = found
         except NotFound as err:
             raise ApiError(
                 404, str(err), details=[s.FieldProblem(field="sequence", message=str(err))]
             ) from None
-    _, phone = await _enroll_one(services, record.name, body, force=False)
+    _, phone = await _enroll_one(services, engine_ref(record.name, record.id), body, force=False)
     out = s.PublicEnrollOut(
         status="enrolled", phone=phone, sequence=s.SequenceRefOut(id=record.id, name=record.name)
     )

@@ -75,8 +75,8 @@ EnrollmentState = Literal["active", "paused", "completed", "stopped", "opted_out
 
 #: requests: strict JSON types, and an unknown field is an error rather than a silent no-op
 REQUEST = ConfigDict(strict=True, extra="forbid")
-#: query strings are text by nature, so numbers are read from it
-QUERY = ConfigDict(extra="ignore")
+#: query strings are text by nature, so numbers are read from it; unknown names are errors
+QUERY = ConfigDict(extra="forbid")
 RESPONSE = ConfigDict(extra="forbid")
 
 
@@ -121,7 +121,7 @@ class HeaderIn(BaseModel):
 
 class TemplateIn(BaseModel):
     """An approved WhatsApp template; params fill its body ({{1}}, {{2}}, ...) in order and
-    may hold placeholders such as ``{first_name|there}``."""
+    may hold placeholders such as `{first_name|there}`."""
 
     model_config = REQUEST
     name: TemplateName
@@ -131,7 +131,7 @@ class TemplateIn(BaseModel):
 
 
 class StepIn(BaseModel):
-    """A step: ``day`` (with an optional local ``at``) or ``after``, and its message."""
+    """A step: `day` (with an optional local `at`) or `after`, and its message."""
 
     model_config = REQUEST
     day: int | None = Field(default=None, ge=1, le=MAX_DAYS)
@@ -169,7 +169,7 @@ class SequenceIn(BaseModel):
 
 
 class SequenceReplaceIn(SequenceIn):
-    """The whole sequence as it should be; ``steps`` is required (``[]`` removes them all).
+    """The whole sequence as it should be; `steps` is required (`[]` removes them all).
 
     Steps that stay the same keep their history; changed, added and removed steps apply to
     messages not yet sent, and a step whose time has passed for a contact is not sent.
@@ -179,7 +179,7 @@ class SequenceReplaceIn(SequenceIn):
 
 
 class ContactIn(BaseModel):
-    """A contact; ``phone`` in any common spelling (E.164 preferred)."""
+    """A contact; `phone` in any common spelling (E.164 preferred)."""
 
     model_config = REQUEST
     phone: Phone
@@ -198,7 +198,7 @@ class EnrollIn(ContactIn):
 
 
 class BulkEnrollIn(BaseModel):
-    """Many contacts at once; each problem is reported with its index in ``contacts``."""
+    """Many contacts at once; each problem is reported with its index in `contacts`."""
 
     model_config = REQUEST
     contacts: list[ContactIn] = Field(min_length=1, max_length=MAX_BULK)

@@ -646,7 +646,7 @@ async def test_enrollments_are_paged_and_filtered(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("status=done", "status"), ("page=0", "page"), ("page=x", "page")],
+    [("status=done", "status"), ("page=0", "page"), ("page=x", "page"), ("pgae=2", "pgae")],
 )
 async def test_enrollment_queries_are_checked(sqlite_api: Api, query: str, field: str) -> None:
     sid = (await sqlite_api.sequence())["id"]
@@ -959,3 +959,27 @@ async def _step_ids(db: Database, sequence_id: int) -> list[int]:
             .order_by(Step.position)
         )
         return list(rows.scalars())
+
+
+async def test_names_made_of_other_digits_are_names(api: Api) -> None:
+    missing = await api.call("POST", "/api/public/enroll", {"sequence": "²", "phone": ANA})
+    assert_error(missing, 404, "not_found")
+    sid = (await api.sequence({**WELCOME, "name": "²"}))["id"]
+    reply = await api.call("POST", "/api/public/enroll", {"sequence": "²", "phone": ANA})
+    assert reply.status == 201 and reply.body["sequence"] == {"id": sid, "name": "²"}
+    reply = await api.call("POST", f"/api/sequences/{sid}/enroll", {"phone": BEN})
+    assert reply.status == 201
+    paused = await api.call("PUT", f"/api/enrollments/{reply.body['id']}", {"status": "paused"})
+    assert paused.body["status"] == "paused"
+    stats = await api.call("GET", f"/api/stats?sequence_id={sid}")
+    assert stats.body["sequence"] == "²"
+    assert (await api.call("DELETE", f"/api/sequences/{sid}")).status == 204
+
+
+async def test_put_can_archive(api: Api) -> None:
+    sid = (await api.sequence())["id"]
+    await api.call("POST", f"/api/sequences/{sid}/enroll", {"phone": ANA})
+    reply = await api.call("PUT", f"/api/sequences/{sid}", WELCOME | {"status": "archived"})
+    assert reply.status == 200 and reply.body["status"] == "archived"
+    assert reply.body["enrollments"]["stopped"] == 1
+    assert await scheduled(api.services.db) == []

@@ -7,6 +7,7 @@ at what changed in the database and what went out to the fake Graph API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, insert, select
 
+from bot.metrics import Metrics
 from bot.services import Services
 from bot.webhook import PATH
 from bot.whatsapp.webhook import InboundMessage as ParsedMessage
@@ -27,6 +29,7 @@ from handlers.optout import OPT_OUT_CONFIRMATION
 from handlers.replies import Actor, Reply, Upload
 from scheduler.clock import ManualClock
 from scheduler.enrollment import ContactInput, enroll
+from scheduler.phones import mask_phone
 from scheduler.ports import LogAlerts
 from scheduler.sequences import create_sequence
 from scheduler.steps import StepSpec, TemplateRef, Timing
@@ -280,6 +283,22 @@ async def test_a_body_over_the_cap_is_refused(
     assert await count(db, WebhookEvent) == 1
 
 
+async def test_deliveries_are_counted_for_metrics(client: Client, services: Services) -> None:
+    metrics = Metrics()
+    services.extras["metrics"] = metrics
+    good = json.dumps(recorded("status_read")).encode()
+    assert await post(client, good) == 200
+    async with client.post(PATH, data=good, headers=signed(good, "wrong")) as response:
+        assert response.status == 401
+    async with client.post(PATH, data=b"{", headers=signed(b"{")) as response:
+        assert response.status == 400
+
+    def counted(result: str) -> float | None:
+        return metrics.registry.get_sample_value("dripbot_webhooks_total", {"result": result})
+
+    assert (counted("stored"), counted("bad_signature"), counted("malformed")) == (1, 1, 1)
+
+
 async def test_the_fixed_signature_vector_is_accepted(client: Client, db: Database) -> None:
     assert SECRET == "test-app-secret"  # the key the vector was computed with
     headers = {"X-Hub-Signature-256": "sha256=" + VECTOR_HEX}
@@ -361,6 +380,46 @@ async def test_a_batched_post_handles_every_entry_change_message_and_status(
     assert jose.opt_out_source == "keyword"
     assert [kind for kind, _ in alerts.sent].count("opt_out") == 1
     assert await count(db, OutboundMessage, OutboundMessage.purpose == "notice") == 1
+
+
+async def test_a_thousand_statuses_in_one_post_are_all_applied(
+    client: Client, db: Database, clock: ManualClock
+) -> None:
+    contact = await seed_contact(db, clock, JOSE)
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            insert(OutboundMessage),
+            [
+                {
+                    "workspace_id": db.workspace_id,
+                    "contact_id": contact,
+                    "purpose": "test",
+                    "status": "sent",
+                    "due_at": clock.now(),
+                    "attempts": 1,
+                    "wamid": f"wamid.many{n}",
+                    "created_at": clock.now(),
+                    "updated_at": clock.now(),
+                }
+                for n in range(1200)
+            ],
+        )
+
+    def statuses(numbers: range) -> dict[str, Any]:
+        return status_payload(
+            *(
+                {"id": f"wamid.many{n}", "status": "delivered", "timestamp": "1772443005"}
+                for n in numbers
+            )
+        )
+
+    assert await asyncio.gather(
+        post(client, statuses(range(1000))), post(client, statuses(range(1000, 1200)))
+    ) == [200, 200]
+    await drained(client)
+    delivered = OutboundMessage.status == "delivered"
+    assert await count(db, OutboundMessage, delivered) == 1200
+    assert [error for _, error in await stored_events(db)] == [None, None]
 
 
 async def test_the_same_post_twice_changes_nothing_the_second_time(
@@ -483,7 +542,7 @@ async def test_each_opt_out_signal_stops_everything(
     assert [m["text"]["body"] for m in later if m["type"] == "text"] == expected
     assert [m for m in later if m["type"] != "text"] == []
     assert [kind for kind, _ in alerts.sent].count("opt_out") == 1
-    assert JOSE in next(text for kind, text in alerts.sent if kind == "opt_out")
+    assert mask_phone(JOSE) in next(text for kind, text in alerts.sent if kind == "opt_out")
 
 
 async def test_start_after_stop_re_subscribes_without_restarting_sequences(

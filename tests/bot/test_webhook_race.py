@@ -102,8 +102,8 @@ async def test_no_send_reaches_whatsapp_after_the_opt_out_commits(
             assert report.enrolled == OTHERS + 1
             lead_id = report.enrolled_ids[-1][0]
             graph.latency = rng.uniform(0.0, 0.004)
-            tick_delay = rng.uniform(0.0, 0.015)
-            stop_delay = rng.uniform(0.0, 0.03)
+            tick_delay = rng.uniform(0.0, 0.06)
+            stop_delay = rng.uniform(0.0, 0.02)
 
             async def tick(delay: float = tick_delay) -> None:
                 await asyncio.sleep(delay)
@@ -123,5 +123,5 @@ async def test_no_send_reaches_whatsapp_after_the_opt_out_commits(
             sent_first += bool(drips)
             stopped_first += not drips
     # Both sides of the race happened: some sends went out first, some were stopped.
-    assert sent_first > 0
-    assert stopped_first > 0
+    assert sent_first > 0, "the opt-out always came first: the race was never run"
+    assert stopped_first > 0, "the send always came first: the race was never run"

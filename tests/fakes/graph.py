@@ -5,6 +5,11 @@ records every request, and can be scripted to fail: the next N sends, one recipi
 seeded share of chaos (429, 5xx, timeouts), latency, hanging, a wrong token. Media look-ups
 and downloads work against media added with :meth:`FakeGraph.add_media`. The work per request
 is kept small so benchmarks measure the client, not the fake.
+
+Like Meta, it can also report what became of each accepted message: with
+:meth:`FakeGraph.echo_statuses` every accepted send is followed by signed status webhooks
+(``sent``, ``delivered``) to a receiver, retried with backoff while the receiver is down or
+refuses them, so a sender whose answer was lost can be settled by its status.
 """
 
 from __future__ import annotations
@@ -21,15 +26,25 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+import aiohttp
 from aiohttp import web
 
 from bot.whatsapp.errors import ERROR_MEANINGS
+from bot.whatsapp.signature import sign
 
 API_VERSION = "v25.0"
 TOKEN = "test-token"
 
 ChaosKind = Literal["rate_limit", "server_error", "bad_gateway", "timeout"]
 CHAOS_KINDS: tuple[ChaosKind, ...] = ("rate_limit", "server_error", "bad_gateway", "timeout")
+
+#: the WhatsApp Business Account id the status webhooks name (any digits would do)
+WABA_ID = "102030405060708"
+#: status webhook retries: the first pause, and the longest (Meta's schedule, sped up)
+ECHO_RETRY_FIRST = 0.05
+ECHO_RETRY_CAP = 0.5
+#: how long one status POST may take before it counts as refused
+ECHO_POST_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -66,6 +81,28 @@ class Failure:
 
 
 @dataclass(slots=True)
+class EchoedStatus:
+    """One status webhook for an accepted message, as the fake posted it."""
+
+    wamid: str
+    status: str
+    #: ``biz_opaque_callback_data`` of the send, echoed back
+    callback_data: str | None
+    #: POSTs made so far (refused ones included)
+    attempts: int = 0
+    #: seconds since the epoch when the receiver answered 200 (None until then)
+    delivered_wall: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _EchoTarget:
+    url: str
+    app_secret: str
+    statuses: tuple[str, ...]
+    delay: float
+
+
+@dataclass(slots=True)
 class _RecipientRule:
     failure: Failure
     remaining: int | None
@@ -95,6 +132,15 @@ class FakeGraph:
         self._released: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self._root = ""
+        #: every status webhook scheduled by :meth:`echo_statuses`, in acceptance order
+        self.echoes: list[EchoedStatus] = []
+        self._echo: _EchoTarget | None = None
+        self._echo_session: aiohttp.ClientSession | None = None
+        self._echo_tasks: set[asyncio.Task[None]] = set()
+        self._echo_undelivered = 0
+        self._echo_error: BaseException | None = None
+        self._echo_idle = asyncio.Event()
+        self._echo_idle.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -125,6 +171,7 @@ class FakeGraph:
     async def stop(self) -> None:
         if self._released is not None:
             self._released.set()
+        await self._stop_echoes()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -201,6 +248,143 @@ class FakeGraph:
         self.hang = False
         self.latency = 0.0
 
+    # -- status webhooks -----------------------------------------------------------------
+
+    def echo_statuses(
+        self,
+        webhook_url: str,
+        app_secret: str,
+        statuses: Sequence[str] = ("sent", "delivered"),
+        delay: float = 0.05,
+    ) -> None:
+        """From now on, follow every accepted send with its ``statuses``, as Meta does.
+
+        ``delay`` seconds after the acceptance the statuses are POSTed one after the other to
+        ``webhook_url``, in Meta's shape and signed with ``app_secret``; each is retried with
+        backoff until the receiver answers 200 (connection refused, a timeout or any other
+        status is retried), until :meth:`stop`. A hanging send that still counts as accepted
+        is echoed too: that is how its sender learns the outcome. :meth:`reset` leaves the
+        echo on.
+        """
+        self._echo = _EchoTarget(webhook_url, app_secret, tuple(statuses), delay)
+
+    # A plain ``timeout`` argument reads best in tests, as for the other waits.
+    async def wait_echoes_delivered(self, timeout: float = 10.0) -> list[EchoedStatus]:  # noqa: ASYNC109
+        """Wait until every status webhook scheduled so far was answered 200."""
+        try:
+            await asyncio.wait_for(self._echo_idle.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"waited {timeout}s for status webhooks, {self._echo_undelivered} not yet delivered"
+            ) from None
+        if self._echo_error is not None:
+            raise RuntimeError("posting a status webhook failed") from self._echo_error
+        return list(self.echoes)
+
+    def _schedule_echo(self, request: web.Request, payload: dict[str, Any], wamid: str) -> None:
+        target = self._echo
+        if target is None or not target.statuses:
+            return
+        callback = payload.get("biz_opaque_callback_data")
+        callback_data = str(callback) if callback is not None else None
+        echoes = [EchoedStatus(wamid, status, callback_data) for status in target.statuses]
+        self.echoes.extend(echoes)
+        self._echo_undelivered += len(echoes)
+        self._echo_idle.clear()
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": "15550100001",
+                "phone_number_id": request.match_info.get("phone_number_id", ""),
+            },
+        }
+        recipient = str(payload["to"]).lstrip("+")
+        task = asyncio.create_task(
+            self._deliver_echoes(target, value, recipient, echoes, int(time.time()))
+        )
+        self._echo_tasks.add(task)
+        task.add_done_callback(self._echo_done)
+
+    def _echo_done(self, task: asyncio.Task[None]) -> None:
+        self._echo_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Kept for wait_echoes_delivered to raise: a bug here must not pass as silence.
+            self._echo_error = task.exception()
+            self._echo_idle.set()
+
+    async def _deliver_echoes(
+        self,
+        target: _EchoTarget,
+        value: dict[str, Any],
+        recipient: str,
+        echoes: list[EchoedStatus],
+        accepted_at: int,
+    ) -> None:
+        await asyncio.sleep(target.delay)
+        if self._echo_session is None:
+            self._echo_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=ECHO_POST_TIMEOUT)
+            )
+        for echo in echoes:
+            status: dict[str, Any] = {
+                "id": echo.wamid,
+                "status": echo.status,
+                "timestamp": str(accepted_at),
+                "recipient_id": recipient,
+            }
+            if echo.callback_data is not None:
+                status["biz_opaque_callback_data"] = echo.callback_data
+            if echo.status in ("sent", "delivered"):
+                status["pricing"] = {
+                    "billable": True,
+                    "pricing_model": "PMP",
+                    "category": "marketing",
+                    "type": "regular",
+                }
+            body = {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": WABA_ID,
+                        "changes": [{"value": value | {"statuses": [status]}, "field": "messages"}],
+                    }
+                ],
+            }
+            await self._post_until_taken(target, echo, json.dumps(body).encode())
+            self._echo_undelivered -= 1
+        if self._echo_undelivered == 0:
+            self._echo_idle.set()
+
+    async def _post_until_taken(self, target: _EchoTarget, echo: EchoedStatus, body: bytes) -> None:
+        assert self._echo_session is not None
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(body, target.app_secret),
+        }
+        pause = ECHO_RETRY_FIRST
+        while True:
+            echo.attempts += 1
+            try:
+                async with self._echo_session.post(target.url, data=body, headers=headers) as res:
+                    await res.read()
+                    if res.status == 200:
+                        echo.delivered_wall = time.time()
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # the receiver is down or slow: Meta tries again later
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, ECHO_RETRY_CAP)
+
+    async def _stop_echoes(self) -> None:
+        tasks = list(self._echo_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._echo_tasks.clear()
+        if self._echo_session is not None:
+            await self._echo_session.close()
+            self._echo_session = None
+
     # -- waiting ---------------------------------------------------------------------------
 
     # A plain ``timeout`` argument reads best in tests: ``wait_for_sends(3, timeout=1)``.
@@ -264,10 +448,10 @@ class FakeGraph:
         if failure is None and self.hang:
             failure = Failure(None, hang=True, accept=self.hang_accepts)
         if failure is None:
-            return self._accept(record, payload)
+            return self._accept(record, payload, request)
         if failure.hang:
             if failure.accept:
-                self._accept(record, payload)
+                self._accept(record, payload, request)
                 record.status = 0
             assert self._released is not None
             await self._released.wait()
@@ -299,7 +483,9 @@ class FakeGraph:
             return Failure(None, 502)
         return Failure(None, hang=True, accept=self.hang_accepts)
 
-    def _accept(self, record: RecordedRequest, payload: dict[str, Any]) -> web.Response:
+    def _accept(
+        self, record: RecordedRequest, payload: dict[str, Any], request: web.Request
+    ) -> web.Response:
         wamid = f"wamid.{next(self._wamids)}"
         to = str(payload["to"])
         message: dict[str, str] = {"id": wamid}
@@ -315,6 +501,8 @@ class FakeGraph:
         self.sent.append(record)
         if self._waiters:
             self._notify()
+        if self._echo is not None:
+            self._schedule_echo(request, payload, wamid)
         return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 
     def _error(self, record: RecordedRequest | None, failure: Failure) -> web.Response:

@@ -27,6 +27,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.enrollment import ContactInput, enroll
 from scheduler.options import EngineOptions
 from scheduler.pacing import Unlimited
+from scheduler.phones import mask_phone
 from scheduler.policy import Accepted, Outcome
 from scheduler.ports import LogAlerts, OutgoingMessage
 from scheduler.sequences import create_sequence
@@ -231,7 +232,8 @@ async def test_stop_ends_enrollments_cancels_pending_and_confirms_once(
     assert await notices(ctx.db) == [OPT_OUT_CONFIRMATION]
     [(kind, text)] = alerts.sent
     assert kind == "opt_out"
-    assert PHONE in text
+    assert f"Ana Lima ({mask_phone(PHONE)}, contact 1) opted out by replying" in text
+    assert PHONE not in text  # alerts may end up in logs: the number is masked
 
 
 async def test_the_stop_promotions_button_opts_out_with_a_confirmation(ctx: InboundContext) -> None:

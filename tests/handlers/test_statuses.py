@@ -133,6 +133,33 @@ async def test_statuses_only_move_forward_in_any_order(
     )
 
 
+async def test_a_batch_moves_many_messages_at_once_by_id_and_by_wamid(
+    db: Database, clock: ManualClock, options: EngineOptions, alerts: LogAlerts
+) -> None:
+    steps = [
+        StepSpec(Timing(day=n), "template", template=TemplateRef("tip", "en", ()))
+        for n in range(1, 7)
+    ]
+    await enrolled(db, clock, options, *steps)
+    ids = [await mark_sent(db, n, f"wamid.b{n}") for n in range(1, 7)]
+    t = clock.now()
+    batch = [status(f"wamid.b{n}", "delivered", t, message_id=ids[n - 1]) for n in (1, 2, 3)]
+    batch += [status(f"wamid.b{n}", "delivered", t) for n in (4, 5, 6)]
+    batch += [status(f"wamid.b{n}", "read", t, message_id=ids[n - 1]) for n in (1, 2)]
+    batch += [status(f"wamid.b{n}", "read", t) for n in (4, 5)]
+    batch += [status("wamid.b3", "delivered", t, message_id=ids[2])]  # a duplicate in the batch
+    summary = await apply_statuses(db, batch, now=clock.now(), alerts=alerts, locks=ContactLocks())
+    assert summary.progressed == len(batch)
+    assert [(await row(db, i)).status for i in ids] == [
+        "read",
+        "read",
+        "delivered",
+        "read",
+        "read",
+        "delivered",
+    ]
+
+
 async def test_the_callback_settles_a_send_whose_answer_was_lost(
     db: Database, clock: ManualClock, options: EngineOptions, alerts: LogAlerts
 ) -> None:
