@@ -46,6 +46,7 @@ from scheduler.sequences import shift_pending
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, set_flag
 from storage.models import Contact, Enrollment, OutboundMessage, Sequence, Step
+from storage.outbox import complete_enrollments
 from storage.states import LIVE_ENROLLMENT, EnrollmentStatus, MessageStatus, can_move
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,15 @@ async def apply_progress(
             await conn.execute(_BY_ID[target], list(by_id[target].values()))
         if by_wamid[target]:
             await conn.execute(_BY_WAMID[target], list(by_wamid[target].values()))
+    settled = sorted({mid for target in PROGRESS for mid, _ in by_id[target]})
+    if settled:
+        # A send settled here may have been the enrollment's last one in doubt.
+        enrollment_ids = (
+            await conn.execute(
+                select(M.enrollment_id).where(M.id.in_(settled), M.enrollment_id.is_not(None))
+            )
+        ).scalars()
+        await complete_enrollments(conn, sorted({e for e in enrollment_ids if e}), now=now)
     return summary
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.models import Contact, Enrollment, OutboundMessage, Sequence, Step
-from storage.states import EnrollmentStatus, MessageStatus
+from storage.states import ACCEPTED, EnrollmentStatus, MessageStatus
 
 M = OutboundMessage
 _SCHEDULED = MessageStatus.SCHEDULED.value
@@ -172,6 +172,39 @@ async def record_results(
         for r in results
     ]
     result = await conn.execute(statement, params)
+    accepted = [r for r in results if r["status"] == MessageStatus.SENT.value]
+    if accepted:
+        # A status webhook can settle a send before its batch is written back; the row then
+        # has moved on, and only what the webhook could not know is filled in.
+        await conn.execute(
+            update(M)
+            .where(
+                M.id == bindparam("mid"),
+                or_(*(M.status == s.value for s in ACCEPTED)),
+                M.payload.is_(None),
+            )
+            .values(
+                wamid=func.coalesce(M.wamid, bindparam("r_wamid")),
+                sent_at=func.coalesce(M.sent_at, bindparam("r_sent_at")),
+                payload=bindparam("r_payload"),
+                dry_run=bindparam("r_dry_run"),
+                business_initiated=bindparam("r_business_initiated"),
+                lease_until=None,
+                updated_at=bindparam("r_updated_at"),
+            ),
+            [
+                {
+                    "mid": r["id"],
+                    "r_wamid": r["wamid"],
+                    "r_sent_at": r["sent_at"],
+                    "r_payload": r["payload"],
+                    "r_dry_run": r["dry_run"],
+                    "r_business_initiated": r["business_initiated"],
+                    "r_updated_at": now,
+                }
+                for r in accepted
+            ],
+        )
     return int(result.rowcount or 0)
 
 

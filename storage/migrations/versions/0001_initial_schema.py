@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 12:08:21.445452
+Create Date: 2026-11-21 12:38:30.803087
 """
 
 from __future__ import annotations
@@ -194,8 +194,8 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=False),
     sa.Column('media_url', sa.Text(), nullable=True),
     sa.Column('media_type', sa.String(length=20), nullable=True),
-    sa.Column('template', sa.JSON(), nullable=True),
-    sa.Column('fallback_template', sa.JSON(), nullable=True),
+    sa.Column('template', sa.JSON(none_as_null=True), nullable=True),
+    sa.Column('fallback_template', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('paused_at', storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('pause_reason', sa.Text(), nullable=True),
     sa.Column('skip_alerted_at', storage.types.UTCDateTime(timezone=True), nullable=True),
@@ -219,7 +219,7 @@ def upgrade() -> None:
     sa.Column('due_at', storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('lease_until', storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('payload', sa.JSON(), nullable=True),
+    sa.Column('payload', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('wamid', sa.String(length=200), nullable=True),
     sa.Column('dry_run', sa.Boolean(), nullable=False),
     sa.Column('business_initiated', sa.Boolean(), nullable=False),
