@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures += dispatch.run(chosen)
 
     print(format_table(figures))
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"\nload at the end: {load}")
     if args.markdown:
         print()
         print(format_markdown(figures))

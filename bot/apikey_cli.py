@@ -97,6 +97,6 @@ def _line(key: ApiKeyRecord) -> str:
     state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M} UTC" if key.revoked_at else "active"
     name = key.name or "-"
     return (
-        f"{key.id:>4}  {key.prefix}…  {key.scope:<6}  {state:<24}  "
+        f"{key.id:>4}  {key.prefix}...  {key.scope:<6}  {state:<24}  "
         f"created {key.created_at:%Y-%m-%d}  {name}"
     )

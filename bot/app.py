@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.alerts import AlertHub
+from bot.api import setup_api
 from bot.config import Settings
 from bot.daily import check_alerts, send_daily_summary
 from bot.health import setup_health
@@ -114,7 +115,9 @@ def create_app(
         )
         built.extras["metrics"] = metrics
         # One interpreter for every channel: Telegram, admin WhatsApp numbers.
-        built.extras["interpreter"] = build_interpreter(settings, db, clock, alerts=hub)
+        built.extras["interpreter"] = build_interpreter(
+            settings, db, clock, alerts=hub, locks=built.locks
+        )
         app[SERVICES] = built
         yield
         await hub.flush()
@@ -162,6 +165,7 @@ def create_app(
     setup_health(app)
     setup_metrics(app)
     setup_webhook(app)
+    setup_api(app)
     app.add_routes(telegram_routes())
     return app
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from aiohttp import web
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from bot.admin_console import run_admin
+from bot.apikey_cli import apikey_main
 from bot.app import create_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import configure_logging, mask_line, safe_url, secrets_of
@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         "with no command, open an interactive prompt.",
     )
     admin.add_argument("text", nargs="?", metavar="COMMAND", help="the command, quoted")
+
+    apikey = commands.add_parser(
+        "apikey",
+        help="create, list or revoke REST API keys",
+        description="dripbot apikey create --scope admin|public [--name N] prints a new key "
+        "once; dripbot apikey list; dripbot apikey revoke <id|prefix>.",
+    )
+    apikey.add_argument("args", nargs=argparse.REMAINDER, help="create | list | revoke ...")
     return parser
 
 
@@ -93,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(serve, settings, "could not start")
     if args.command == "migrate":
         return _guarded(migrate, settings, "cannot use the database")
+    if args.command == "apikey":
+        return _guarded(lambda s: apikey_main(args.args, s), settings, "cannot use the database")
     return admin(settings, args.text)
 
 
@@ -120,11 +130,6 @@ def serve(settings: Settings) -> int:
         settings.host,
         settings.port,
     )
-    if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
-        log.info(
-            "no Telegram bot: DRIPBOT_TELEGRAM_TOKEN is empty (admin commands still work "
-            "through `dripbot admin` and admin WhatsApp numbers)"
-        )
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -164,16 +169,7 @@ async def _migrate(settings: Settings) -> str:
 
 
 def admin(settings: Settings, text: str | None) -> int:
-    if importlib.util.find_spec("bot.admin_console") is None:
-        print("dripbot: admin commands are not available in this installation", file=sys.stderr)
-        return EXIT_FAILURE
-    console = importlib.import_module("bot.admin_console")
-    run_admin: Callable[[Settings, str | None], Awaitable[int]] = console.run_admin
-
-    async def run() -> int:
-        return await run_admin(settings, text)
-
-    return _guarded(lambda _settings: asyncio.run(run()), settings, "admin command failed")
+    return _guarded(lambda s: asyncio.run(run_admin(s, text)), settings, "admin command failed")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ QUEUE_BODY_LIMIT: Final = 2000
 #: attempts for a body when the database itself fails, and the pause between them
 DB_ATTEMPTS: Final = 3
 DB_RETRY_SECONDS: Final = 0.5
+#: how long a body the database could not take waits before it is applied again
+RETRY_LATER_SECONDS: Final = 2.0
 #: how long shutdown waits for the queue to drain (the rest is recovered on start)
 DRAIN_SECONDS: Final = 10.0
 _READ_CHUNK: Final = 64 * 1024
@@ -105,6 +107,8 @@ class _Body:
     #: the parsed JSON; None when it must be read back from the database
     payload: Any
     errors: list[str] = field(default_factory=list)
+    #: the database failed while applying it: leave it unprocessed and try again later
+    retry: bool = False
 
 
 class Inbox:
@@ -271,6 +275,13 @@ class Inbox:
             finally:
                 for _ in bodies:
                     self._queue.task_done()
+            again = [b for b in bodies if b.retry]
+            if again:
+                await asyncio.sleep(RETRY_LATER_SECONDS)
+                for body in again:
+                    body.retry = False
+                    body.errors.clear()
+                    self._queue.put_nowait(body)
 
     async def _process(self, bodies: list[_Body]) -> None:
         services = self._require()
@@ -383,6 +394,11 @@ class Inbox:
     async def _guarded(self, body: _Body, work: Callable[[], Awaitable[object]]) -> None:
         try:
             await _with_db_retries(work)
+        except (OperationalError, InterfaceError) as err:
+            # The database is gone for longer than the quick retries: the body stays
+            # unprocessed (its statuses may settle sends in doubt) and comes back later.
+            log.warning("webhook body %d waits for the database (%s)", body.id, type(err).__name__)
+            body.retry = True
         except Exception as err:
             log.exception("webhook body %d: an update failed", body.id)
             body.errors.append(f"{type(err).__name__}: {err}")
@@ -438,6 +454,7 @@ _MARK_FAILED: Final = (
 
 async def _mark(conn: AsyncConnection, bodies: list[_Body], now: datetime) -> None:
     """Mark bodies processed: the clean ones in one statement, with their errors the rest."""
+    bodies = [b for b in bodies if not b.retry]
     clean = [b.id for b in bodies if not b.errors]
     if clean:
         await conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.config import Settings
 from handlers.interpreter import Admins, Interpreter
 from scheduler.clock import Clock
+from scheduler.contact_locks import ContactLocks
 from scheduler.phones import InvalidPhone, normalize_phone
 from scheduler.ports import Alerts, LogAlerts
 from storage.database import Database
@@ -24,9 +25,14 @@ def admins_from(settings: Settings) -> Admins:
 
 
 def build_interpreter(
-    settings: Settings, db: Database, clock: Clock, alerts: Alerts | None = None
+    settings: Settings,
+    db: Database,
+    clock: Clock,
+    alerts: Alerts | None = None,
+    locks: ContactLocks | None = None,
 ) -> Interpreter:
     return Interpreter(
+        locks=locks if locks is not None else ContactLocks(),
         db=db,
         clock=clock,
         options=settings.engine_options(),

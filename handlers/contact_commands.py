@@ -174,7 +174,11 @@ def _opt_state(record: ContactRecord) -> str:
 
 async def opt_out(command: OptOut, ctx: CommandContext) -> Reply:
     contact, changed = await contacts.opt_out_number(
-        ctx.db, command.phone, now=ctx.clock.now(), region=ctx.options.default_region
+        ctx.db,
+        command.phone,
+        now=ctx.clock.now(),
+        region=ctx.options.default_region,
+        locks=ctx.locks,
     )
     if not changed:
         return Reply(f"{contact.label} was already opted out.")

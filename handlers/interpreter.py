@@ -51,6 +51,7 @@ from handlers.grammar import UsageError, parse
 from handlers.help import HELP_TEXT, details
 from handlers.replies import Actor, Reply, Upload
 from scheduler.clock import Clock
+from scheduler.contact_locks import ContactLocks
 from scheduler.errors import EngineError
 from scheduler.options import EngineOptions
 from scheduler.ports import Alerts
@@ -126,6 +127,8 @@ class Interpreter:
     csv_max_rows: int = 1_000_000
     #: channel extras for commands that need them (e.g. the stats chart renderer)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the dispatcher's per-contact locks, so an admin's /optout cannot race a send
+    locks: ContactLocks = field(default_factory=ContactLocks)
     _refused: set[tuple[str, str]] = field(default_factory=set)
 
     def is_admin(self, actor: Actor) -> bool:
@@ -153,6 +156,7 @@ class Interpreter:
             csv_max_bytes=self.csv_max_bytes,
             csv_max_rows=self.csv_max_rows,
             extras=self.extras,
+            locks=self.locks,
         )
         try:
             return await self.execute(command, context)

@@ -219,7 +219,11 @@ async def set_keyword(command: SetKeyword, ctx: CommandContext) -> Reply:
 
 async def set_window(command: SetWindow, ctx: CommandContext) -> Reply:
     record = await sequences.update_settings(
-        ctx.db, command.sequence, now=ctx.clock.now(), send_window=command.window
+        ctx.db,
+        command.sequence,
+        now=ctx.clock.now(),
+        options=ctx.options,
+        send_window=command.window,
     )
     window = record.send_window or "the default window"
     return Reply(f"{record.name!r} sends in {window} (contact-local time) from now on.")

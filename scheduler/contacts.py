@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Row, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from scheduler.contact_locks import ContactLocks
 from scheduler.errors import Invalid, NotFound
 from scheduler.phones import InvalidPhone, normalize_phone
 from scheduler.sequences import find_sequence, shift_pending, stop_enrollments
@@ -237,9 +238,19 @@ async def opt_in(conn: AsyncConnection, contact_id: int, *, now: datetime) -> bo
 
 
 async def opt_out_number(
-    db: Database, ref: str, *, now: datetime, region: str | None, source: str = "admin"
+    db: Database,
+    ref: str,
+    *,
+    now: datetime,
+    region: str | None,
+    source: str = "admin",
+    locks: ContactLocks | None = None,
 ) -> tuple[ContactRecord, bool]:
-    """An admin's /optout: works for numbers we have never seen too (creates the contact)."""
+    """An admin's /optout: works for numbers we have never seen too (creates the contact).
+
+    The opt-out commits under the contact's send lock, like every opt-out, so no send
+    already on its way can land after it.
+    """
     async with db.engine.begin() as conn:
         try:
             contact = await find_contact(conn, db.workspace_id, ref, region)
@@ -255,8 +266,10 @@ async def opt_out_number(
                 )
             )
             contact = await find_contact(conn, db.workspace_id, phone, region)
+    locks = locks if locks is not None else ContactLocks()
+    async with locks.hold(contact.id), db.engine.begin() as conn:
         changed = await opt_out(conn, contact.id, source=source, now=now)
-        return contact, changed
+    return contact, changed
 
 
 async def list_opted_out(db: Database, limit: int = 200) -> list[ContactRecord]:

@@ -27,14 +27,23 @@ from scheduler.options import EngineOptions
 from scheduler.pacing import Pacer, make_pacer
 from scheduler.personalize import ContactFields, render
 from scheduler.phones import mask_phone
-from scheduler.policy import Accepted, Action, Decision, Outcome, Rejected, RetryPolicy, decide
+from scheduler.policy import (
+    Accepted,
+    Action,
+    Decision,
+    Outcome,
+    Rejected,
+    RetryPolicy,
+    decide,
+    pauses_all,
+)
 from scheduler.ports import Alerts, MessageSender, OutgoingMessage, callback_data
 from scheduler.sequences import shift_pending, spec_of
 from scheduler.steps import StepSpec, TemplateRef
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, get_flag, set_flag
 from storage.models import Contact, Enrollment, OutboundMessage, Sequence, Step
-from storage.outbox import Claimed, claim, complete_enrollments, record_results
+from storage.outbox import Claimed, claim, complete_enrollments, record_results, renew_leases
 from storage.states import EnrollmentStatus, MessageStatus
 
 log = logging.getLogger(__name__)
@@ -108,6 +117,8 @@ class Dispatcher:
         self.gap = timedelta(seconds=options.contact_gap_seconds)
         self.on_send = on_send
         self._stopping = False
+        #: at start and after a failed tick, sends in doubt get a full lease again first
+        self._recovering = True
         self.last_tick: datetime | None = None
 
     def stop(self) -> None:
@@ -118,14 +129,33 @@ class Dispatcher:
         """Send everything due now, batch after batch; returns how many messages were handled."""
         handled = 0
         batches = 0
+        if self._recovering:
+            await self._renew_leases()
         while not self._stopping and (max_batches is None or batches < max_batches):
-            result = await self.run_batch()
+            try:
+                result = await self.run_batch()
+            except Exception:
+                self._recovering = True
+                raise
             handled += result.claimed
             batches += 1
             if result.claimed < self.batch_size:
                 break
         self.last_tick = self.clock.now()
         return handled
+
+    async def _renew_leases(self) -> None:
+        """Give every send still in doubt a full lease from now.
+
+        After a crash or a database outage, Meta's retried status webhooks need time to come
+        in and settle what was sent; reclaiming at once would send those messages twice.
+        """
+        lease = timedelta(seconds=self.options.send_lease_seconds)
+        async with self.db.engine.begin() as conn:
+            renewed = await renew_leases(conn, self.db.workspace_id, until=self.clock.now() + lease)
+        if renewed:
+            log.info("%d sends in doubt wait up to %s for their status", renewed, lease)
+        self._recovering = False
 
     async def run_batch(self) -> BatchResult:
         now = self.clock.now()
@@ -240,12 +270,15 @@ class Dispatcher:
     ) -> dict[int, tuple[Outcome, float]]:
         semaphore = asyncio.Semaphore(self.concurrency)
         outcomes: dict[int, tuple[Outcome, float]] = {}
+        halted = asyncio.Event()
 
         async def send(plan: _Plan) -> None:
             assert plan.message is not None
             try:
                 async with semaphore:
                     await self.pacer.wait()
+                    if halted.is_set():
+                        return  # the token or account was refused: the rest stays queued
                     started = time.perf_counter()
                     try:
                         outcome = await self.sender.send(plan.message)
@@ -254,6 +287,8 @@ class Dispatcher:
                         outcome = Rejected(None, f"{type(err).__name__}: {err}", in_doubt=True)
                     elapsed = time.perf_counter() - started
                     outcomes[plan.claimed.id] = (outcome, elapsed)
+                    if isinstance(outcome, Rejected) and pauses_all(outcome):
+                        halted.set()
                     if self.on_send is not None:
                         self.on_send(elapsed, isinstance(outcome, Accepted))
             finally:
@@ -282,6 +317,9 @@ class Dispatcher:
                         effects.skipped_steps.append((plan.step_id, plan.result["error_detail"]))
                 continue
             assert plan.message is not None
+            if item.id not in outcomes:  # never sent: the batch halted on a token error
+                results.append(_release(item, item.due_at, None))
+                continue
             outcome, _elapsed = outcomes[item.id]
             if isinstance(outcome, Accepted):
                 summary.sent += 1

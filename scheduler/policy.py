@@ -217,3 +217,12 @@ def decide(
 
 def _give_up(reason: str, attempts: int) -> Decision:
     return Decision(Action.FAIL, f"gave up after {attempts} attempts: {reason}")
+
+
+def pauses_all(rejected: Rejected) -> bool:
+    """Whether this answer stops all sending (a refused token or account), so a batch in
+    hand should send nothing more."""
+    if rejected.in_doubt or rejected.code is None:
+        return False
+    rule = _RULES.get(rejected.code)
+    return rule is not None and rule.action is Action.PAUSE_ALL

@@ -27,18 +27,18 @@ from scheduler.sequences import (
     Created,
     SequenceRecord,
     StepRecord,
-    _cancel,
-    _live_enrollments,
-    _outbox_row,
-    _renumber,
-    _retime_step,
-    _sequence_record,
-    _step_values,
+    cancel,
+    live_enrollments,
     load_steps,
     name_key,
     normalize_keyword,
+    outbox_row,
     planned_due,
+    renumber,
+    retime_step,
+    sequence_record,
     shift_pending,
+    step_values,
     stop_enrollments,
     window_warnings,
 )
@@ -66,7 +66,7 @@ async def sequence_by_id(
     ).first()
     if row is None:
         raise NotFound(f"no sequence {sequence_id}")
-    return _sequence_record(row)
+    return sequence_record(row)
 
 
 async def sequence_by_name(
@@ -80,7 +80,7 @@ async def sequence_by_name(
             )
         )
     ).first()
-    return None if row is None else _sequence_record(row)
+    return None if row is None else sequence_record(row)
 
 
 def engine_ref(name: str, sequence_id: int) -> str | int:
@@ -169,15 +169,15 @@ async def _replace_steps(
         else:
             unmatched_old.remove(same)
     for step, spec in zip(unmatched_old, unmatched_new, strict=False):
-        await conn.execute(update(Step).where(Step.id == step.id).values(**_step_values(spec)))
+        await conn.execute(update(Step).where(Step.id == step.id).values(**step_values(spec)))
         if spec.timing != step.spec.timing:
-            await _retime_step(conn, sequence, step.id, spec, now=now, options=options)
+            await retime_step(conn, sequence, step.id, spec, now=now, options=options)
     paired = min(len(unmatched_old), len(unmatched_new))
     for step in unmatched_old[paired:]:
         await _remove_step(conn, step, now=now)
     for spec in unmatched_new[paired:]:
         await _add_step(conn, workspace_id, sequence, spec, now=now, options=options)
-    await _renumber(conn, sequence.id)
+    await renumber(conn, sequence.id)
 
 
 async def _remove_step(conn: AsyncConnection, step: StepRecord, *, now: datetime) -> None:
@@ -189,7 +189,7 @@ async def _remove_step(conn: AsyncConnection, step: StepRecord, *, now: datetime
             OutboundMessage.status == MessageStatus.SCHEDULED.value,
         )
     )
-    await _cancel(conn, list(pending.scalars()), now, "step removed")
+    await cancel(conn, list(pending.scalars()), now, "step removed")
 
 
 async def _add_step(
@@ -204,18 +204,18 @@ async def _add_step(
     step_id = (
         await conn.execute(
             insert(Step)
-            .values(sequence_id=sequence.id, position=10_000, created_at=now, **_step_values(spec))
+            .values(sequence_id=sequence.id, position=10_000, created_at=now, **step_values(spec))
             .returning(Step.id)
         )
     ).scalar_one()
     window = sequence.window(options)
     rows = []
-    for enrollment in await _live_enrollments(conn, sequence.id):
+    for enrollment in await live_enrollments(conn, sequence.id):
         due = planned_due(
             spec, enrollment.enrolled_at, enrollment.shift_seconds, enrollment.timezone, window
         )
         if due >= now:  # a time already past for this contact is never sent retroactively
-            rows.append(_outbox_row(workspace_id, sequence.id, enrollment, int(step_id), due, now))
+            rows.append(outbox_row(workspace_id, sequence.id, enrollment, int(step_id), due, now))
     if rows:
         await conn.execute(insert(OutboundMessage), rows)
 

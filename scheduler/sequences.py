@@ -22,6 +22,7 @@ from scheduler.steps import StepSpec, TemplateRef, Timing
 from scheduler.timing import due_at
 from storage.database import Database
 from storage.models import Enrollment, OutboundMessage, Sequence, Step
+from storage.outbox import complete_enrollments
 from storage.states import LIVE_ENROLLMENT, EnrollmentStatus, MessageStatus, SequenceStatus
 
 #: one day: a free-form step this far after enrollment almost never finds an open window
@@ -85,7 +86,7 @@ def spec_of(row: Any) -> StepSpec:
     )
 
 
-def _step_values(spec: StepSpec) -> dict[str, Any]:
+def step_values(spec: StepSpec) -> dict[str, Any]:
     timing = spec.timing
     return {
         "day": timing.day,
@@ -100,7 +101,7 @@ def _step_values(spec: StepSpec) -> dict[str, Any]:
     }
 
 
-def _sequence_record(row: Row[Any]) -> SequenceRecord:
+def sequence_record(row: Row[Any]) -> SequenceRecord:
     return SequenceRecord(
         id=row.id,
         name=row.name,
@@ -122,14 +123,16 @@ async def find_sequence(
 ) -> SequenceRecord:
     """A sequence by id or by name (case-insensitive); NotFound names what was asked for."""
     query = select(Sequence).where(Sequence.workspace_id == workspace_id)
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit() and len(ref) < 12):
+    if isinstance(ref, int) or (
+        isinstance(ref, str) and ref.isascii() and ref.isdigit() and len(ref) < 12
+    ):
         by_name = (await conn.execute(query.where(Sequence.name_key == name_key(str(ref))))).first()
         row = by_name or (await conn.execute(query.where(Sequence.id == int(ref)))).first()
     else:
         row = (await conn.execute(query.where(Sequence.name_key == name_key(ref)))).first()
     if row is None:
         raise NotFound(f"no sequence named {str(ref)!r} (see /sequences)")
-    record = _sequence_record(row)
+    record = sequence_record(row)
     if not include_archived and record.status == SequenceStatus.ARCHIVED:
         raise Invalid(f"sequence {record.name!r} is archived")
     return record
@@ -139,7 +142,7 @@ async def list_sequences(conn: AsyncConnection, workspace_id: int) -> list[Seque
     rows = await conn.execute(
         select(Sequence).where(Sequence.workspace_id == workspace_id).order_by(Sequence.id)
     )
-    return [_sequence_record(row) for row in rows]
+    return [sequence_record(row) for row in rows]
 
 
 async def load_steps(conn: AsyncConnection, sequence_id: int) -> list[StepRecord]:
@@ -233,7 +236,7 @@ async def create_sequence(
                             "sequence_id": sequence_id,
                             "position": index,
                             "created_at": now,
-                            **_step_values(spec),
+                            **step_values(spec),
                         }
                         for index, spec in enumerate(_ordered(steps), start=1)
                     ],
@@ -255,7 +258,7 @@ def _ordered(specs: Seq[StepSpec]) -> list[StepSpec]:
     return sorted(specs, key=lambda s: s.timing.nominal_offset())
 
 
-async def _renumber(conn: AsyncConnection, sequence_id: int) -> list[StepRecord]:
+async def renumber(conn: AsyncConnection, sequence_id: int) -> list[StepRecord]:
     """Keep positions in send order, so /removestep 2 means the second step to go out."""
     steps = await load_steps(conn, sequence_id)
     ordered = sorted(steps, key=lambda s: (s.spec.timing.nominal_offset(), s.position, s.id))
@@ -265,7 +268,7 @@ async def _renumber(conn: AsyncConnection, sequence_id: int) -> list[StepRecord]
     return await load_steps(conn, sequence_id)
 
 
-async def _live_enrollments(conn: AsyncConnection, sequence_id: int) -> list[Any]:
+async def live_enrollments(conn: AsyncConnection, sequence_id: int) -> list[Any]:
     rows = await conn.execute(
         select(
             Enrollment.id,
@@ -297,22 +300,22 @@ async def add_step(
             await conn.execute(
                 insert(Step)
                 .values(
-                    sequence_id=sequence.id, position=10_000, created_at=now, **_step_values(spec)
+                    sequence_id=sequence.id, position=10_000, created_at=now, **step_values(spec)
                 )
                 .returning(Step.id)
             )
         ).scalar_one()
-        steps = await _renumber(conn, sequence.id)
+        steps = await renumber(conn, sequence.id)
         window = sequence.window(options)
         rows = []
-        for enrollment in await _live_enrollments(conn, sequence.id):
+        for enrollment in await live_enrollments(conn, sequence.id):
             due = planned_due(
                 spec, enrollment.enrolled_at, enrollment.shift_seconds, enrollment.timezone, window
             )
             if due < now:
                 continue  # its time has passed for this contact: never sent retroactively
             rows.append(
-                _outbox_row(db.workspace_id, sequence.id, enrollment, int(step_id), due, now)
+                outbox_row(db.workspace_id, sequence.id, enrollment, int(step_id), due, now)
             )
         if rows:
             await conn.execute(insert(OutboundMessage), rows)
@@ -321,7 +324,7 @@ async def add_step(
     return added, window_warnings([spec], has_keyword=bool(sequence.keyword))
 
 
-def _outbox_row(
+def outbox_row(
     workspace_id: int, sequence_id: int, enrollment: Any, step_id: int, due: datetime, now: datetime
 ) -> dict[str, Any]:
     return {
@@ -360,16 +363,16 @@ async def edit_step(
     async with db.engine.begin() as conn:
         sequence = await find_sequence(conn, db.workspace_id, ref, include_archived=False)
         old = await _step_at(conn, sequence, number)
-        await conn.execute(update(Step).where(Step.id == old.id).values(**_step_values(spec)))
+        await conn.execute(update(Step).where(Step.id == old.id).values(**step_values(spec)))
         if spec.timing != old.spec.timing:
-            await _retime_step(conn, sequence, old.id, spec, now=now, options=options)
-        steps = await _renumber(conn, sequence.id)
+            await retime_step(conn, sequence, old.id, spec, now=now, options=options)
+        steps = await renumber(conn, sequence.id)
         await _touch(conn, sequence.id, now)
     edited = next(s for s in steps if s.id == old.id)
     return edited, window_warnings([spec], has_keyword=bool(sequence.keyword))
 
 
-async def _retime_step(
+async def retime_step(
     conn: AsyncConnection,
     sequence: SequenceRecord,
     step_id: int,
@@ -407,10 +410,10 @@ async def _retime_step(
             moved,
         )
     if cancelled:
-        await _cancel(conn, cancelled, now, "step re-timed to a moment already past")
+        await cancel(conn, cancelled, now, "step re-timed to a moment already past")
 
 
-async def _cancel(conn: AsyncConnection, ids: list[int], now: datetime, reason: str) -> None:
+async def cancel(conn: AsyncConnection, ids: list[int], now: datetime, reason: str) -> None:
     for start in range(0, len(ids), 500):
         await conn.execute(
             update(OutboundMessage)
@@ -438,8 +441,11 @@ async def remove_step(db: Database, ref: str | int, number: int, *, now: datetim
                 status=MessageStatus.CANCELLED.value, error_detail="step removed", updated_at=now
             )
         )
-        await _renumber(conn, sequence.id)
+        await renumber(conn, sequence.id)
         await _touch(conn, sequence.id, now)
+        # Enrollments whose only pending step this was are finished now.
+        live = [row.id for row in await live_enrollments(conn, sequence.id)]
+        await complete_enrollments(conn, live, now=now)
     return step
 
 
@@ -599,7 +605,12 @@ async def clone_sequence(db: Database, ref: str | int, new_name: str, *, now: da
 
 
 async def update_settings(
-    db: Database, ref: str | int, *, now: datetime, **values: Any
+    db: Database,
+    ref: str | int,
+    *,
+    now: datetime,
+    options: EngineOptions | None = None,
+    **values: Any,
 ) -> SequenceRecord:
     """Change description, send window, stop-on-reply or keyword."""
     allowed = {"description", "send_window", "stop_on_reply", "keyword"}
@@ -608,6 +619,7 @@ async def update_settings(
         raise Invalid(f"cannot set {', '.join(sorted(unknown))}")
     if values.get("send_window") is not None:
         Window.parse(values["send_window"])
+    options = options or EngineOptions()
     if values.get("keyword"):
         values["keyword"] = normalize_keyword(values["keyword"])
     async with db.engine.begin() as conn:
@@ -620,7 +632,13 @@ async def update_settings(
             raise Conflict(
                 f"another sequence already uses the keyword {values.get('keyword')!r}"
             ) from None
-        return await find_sequence(conn, db.workspace_id, sequence.id)
+        updated = await find_sequence(conn, db.workspace_id, sequence.id)
+        if "send_window" in values and updated.send_window != sequence.send_window:
+            # Pending messages follow the new window; what it would put in the past is
+            # not sent retroactively.
+            for step in await load_steps(conn, sequence.id):
+                await retime_step(conn, updated, step.id, step.spec, now=now, options=options)
+        return updated
 
 
 async def find_by_keyword(
@@ -639,7 +657,7 @@ async def find_by_keyword(
             )
         )
     ).first()
-    return _sequence_record(row) if row else None
+    return sequence_record(row) if row else None
 
 
 async def count_steps(conn: AsyncConnection, sequence_id: int) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -48,8 +48,8 @@ class ApiKeyRecord:
 @dataclass(frozen=True)
 class NewApiKey:
     record: ApiKeyRecord
-    #: the key itself; it exists only in this value and is never stored
-    plaintext: str
+    #: the key itself; it exists only in this value, is never stored and stays out of repr
+    plaintext: str = field(repr=False)
 
 
 def hash_key(plaintext: str) -> str:

@@ -246,3 +246,13 @@ async def queue_depth(conn: AsyncConnection, workspace_id: int, now: datetime) -
             )
         ).scalar_one()
     )
+
+
+async def renew_leases(conn: AsyncConnection, workspace_id: int, *, until: datetime) -> int:
+    """Extend to ``until`` the lease of every send in doubt whose lease ends earlier."""
+    result = await conn.execute(
+        update(M)
+        .where(M.workspace_id == workspace_id, M.status == _SENDING, M.lease_until < until)
+        .values(lease_until=until)
+    )
+    return int(result.rowcount or 0)

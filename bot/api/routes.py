@@ -9,7 +9,6 @@ with those models again.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,10 +42,9 @@ from scheduler.sequences import (
     set_status,
     window_warnings,
 )
+from scheduler.steps import StepSpec
 from storage.api_keys import ApiKeyRecord, verify_api_key
 from storage.states import EnrollmentStatus, SequenceStatus
-
-log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -144,7 +142,7 @@ class _SequenceValues:
     name: str
     send_window: str | None
     keyword: str | None
-    specs: list[Any]
+    specs: list[StepSpec]
 
 
 def _sequence_values(body: s.SequenceIn) -> _SequenceValues:

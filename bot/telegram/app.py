@@ -120,7 +120,7 @@ async def start_telegram(services: Services) -> TelegramHandle | None:
     interpreter = services.extras.get("interpreter")
     if not isinstance(interpreter, Interpreter):
         interpreter = build_interpreter(
-            settings, services.db, services.clock, alerts=services.alerts
+            settings, services.db, services.clock, alerts=services.alerts, locks=services.locks
         )
         services.extras["interpreter"] = interpreter
     application = build_application(services, token)

@@ -39,6 +39,7 @@ async def test_the_key_itself_is_nowhere_in_the_database(db: Database, clock: Ma
     assert hashlib.sha256(key.encode()).hexdigest() in row
     assert made.record.prefix == key[:PREFIX_LENGTH]
     assert (made.record.scope, made.record.name, made.record.revoked) == ("admin", "crm", False)
+    assert secret not in repr(made) and secret not in str(made)
 
 
 async def test_keys_are_random(db: Database, clock: ManualClock) -> None:

@@ -54,10 +54,20 @@ CHECKS = [
 ]
 
 
+def negative_data_refused(ctx: Any, response: Any, case: Any) -> bool | None:
+    """``negative_data_rejection`` less one false alarm: a made-up query parameter whose value
+    is an empty list or None never reaches the server (the HTTP client drops it), so the
+    request that arrives is valid and rightly accepted."""
+    if any(value == [] or value is None for value in (case.query or {}).values()):
+        return None
+    result: bool | None = negative_data_rejection(ctx, response, case)
+    return result
+
+
 def run(
     operation: Any, mode: GenerationMode, base_url: str, session: requests.Session, headers: Any
 ) -> None:
-    checks = [*CHECKS, negative_data_rejection] if mode.is_negative else CHECKS
+    checks = [*CHECKS, negative_data_refused] if mode.is_negative else CHECKS
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(

@@ -152,3 +152,18 @@ def test_configured_secrets_never_reach_the_log(
     err = capsys.readouterr().err
     assert "WARNING bot.test: token ***, secret ***, contact +49*******6789" in err
     assert "EAAGtopsecret" not in err and "appsecret42" not in err
+
+
+def test_apikey_create_prints_a_key_once_and_admin_runs_commands(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["apikey", "create", "--scope", "public", "--name", "form"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key and " " not in key
+    assert main(["apikey", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "form" in listing and "public" in listing and key not in listing
+    assert main(["admin", "/newsequence Tips\nDay 1: template hi en"]) == 0
+    assert "Created sequence 'Tips'" in capsys.readouterr().out
+    assert main(["admin", "/frobnicate"]) == 1
+    assert "/frobnicate" in capsys.readouterr().out

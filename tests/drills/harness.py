@@ -2,8 +2,8 @@
 clusters, the contacts a drill enrolls, and the tally of what reached the fake Graph API.
 
 Every drill talks to 127.0.0.1 only, and every wait here is bounded in time: a drill that
-cannot finish fails with what it was waiting for, the figures so far and the tail of the
-service's log, instead of hanging.
+cannot finish fails with what it was waiting for and the tail of the service's log, instead
+of hanging.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
+import pytest
 from sqlalchemy import select, text
 
 from bot.whatsapp.signature import sign
@@ -144,7 +145,6 @@ class ServeProcess:
         self.webhook_url = f"{self.url}/webhook/whatsapp"
         self.process: asyncio.subprocess.Process | None = None
         self.runs = 0
-        self.started_wall: list[float] = []
 
     @property
     def log_path(self) -> Path:
@@ -157,7 +157,6 @@ class ServeProcess:
     async def start(self) -> None:
         assert not self.running, "already running"
         self.runs += 1
-        self.started_wall.append(time.time())
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *dripbot_command(),
@@ -218,11 +217,19 @@ class ServeProcess:
         return self.logs()[-_LOG_TAIL:]
 
     def tracebacks(self) -> list[str]:
-        """Every traceback the runs logged, each with the log line before it."""
+        """Every traceback the runs logged (each cut short: they are for a failure message)."""
         found = []
         for block in self.logs().split("Traceback (most recent call last):")[1:]:
             found.append("Traceback (most recent call last):" + block[:3000])
         return found
+
+
+async def wait_sends(graph: FakeGraph, serve: ServeProcess, n: int, seconds: float) -> None:
+    """Wait until the fake accepted ``n`` sends; on failure, show what the service logged."""
+    try:
+        await graph.wait_for_sends(n, timeout=seconds)
+    except TimeoutError as err:
+        raise AssertionError(f"{err}\n{serve.log_tail()}") from None
 
 
 async def run_admin(workdir: Path, env: Mapping[str, str], command: str) -> tuple[int, str]:
@@ -242,10 +249,6 @@ async def run_admin(workdir: Path, env: Mapping[str, str], command: str) -> tupl
 
 
 # --- databases --------------------------------------------------------------------------
-
-
-def asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 @asynccontextmanager
@@ -387,6 +390,8 @@ class PrivateCluster:
 
 @asynccontextmanager
 async def private_cluster() -> AsyncIterator[PrivateCluster]:
+    if postgres_bin() is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
     cluster = PrivateCluster()
     try:
         await cluster.create()
@@ -457,7 +462,7 @@ async def wait_outbox_states(db: Database, states: set[str], seconds: float) -> 
 @dataclass(frozen=True)
 class OutboxRow:
     id: int
-    phone: str
+    phone: str | None
     purpose: str
     status: str
     wamid: str | None
@@ -606,7 +611,7 @@ class Figures:
             f"drill {self.name}: messages {self.messages}, lost {self.lost}, "
             f"duplicates {self.duplicates}, after opt-out {self.after_opt_out}"
         )
-        return head + "".join(f"; {note}" for note in self.notes)
+        return head + "".join(f"; {note}" for note in self.notes if note)
 
     def assert_clean(self) -> None:
         assert (self.lost, self.duplicates, self.after_opt_out) == (0, 0, 0), (
@@ -625,7 +630,7 @@ def tally(
     """Lost: an expected contact with no accepted drip message at the fake. Duplicates:
     a contact with more than one. ``opted_out`` contacts may have none (a STOP may come
     before their message); the after-opt-out figure is counted by the caller."""
-    per_phone = collections.Counter(r.to for r in sends if is_drip(r))
+    per_phone = collections.Counter(str(r.to) for r in sends if is_drip(r))
     expected = list(expected)
     excused = set(opted_out)
     lost = [p for p in expected if per_phone[p] == 0 and p not in excused]
@@ -636,7 +641,7 @@ def tally(
         lost=len(lost),
         duplicates=len(dups),
         lost_phones=lost,
-        duplicate_phones=[str(p) for p in dups],
+        duplicate_phones=dups,
     )
 
 

@@ -15,6 +15,7 @@ time for no new insight.
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,11 +72,14 @@ async def test_a_fifth_of_calls_failing_ends_with_every_message_sent_once(
             await serve.ensure_stopped()
 
     kinds = chaos_kinds(graph.requests)
+    arrivals = sorted(r.wall for r in graph.requests)
+    stall = max(b - a for a, b in itertools.pairwise(arrivals))
     figures = tally("Graph API failing 20 %", graph.sent, phones)
     figures.notes += [
         f"requests {len(graph.requests)}: "
         + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())),
         f"most attempts for one message {max(r.attempts for r in rows)}",
+        f"longest pause between two calls {stall:.1f} s",
     ]
     report(figures.line())
     figures.assert_clean()

@@ -34,6 +34,7 @@ from tests.drills.harness import (
     tally,
     wait_outbox_settled,
     wait_outbox_states,
+    wait_sends,
     wait_until,
 )
 from tests.fakes.graph import FakeGraph
@@ -69,7 +70,7 @@ async def test_the_service_recovers_from_a_database_restart_without_restarting(
         try:
             await serve.start()
             await serve.wait_healthy()
-            await graph.wait_for_sends(60, timeout=20)
+            await wait_sends(graph, serve, 60, 20)
             await cluster.stop("fast")
             stopped = time.time()
             await wait_until(unhealthy, 10, "/healthz 503 while the database is down")
@@ -97,6 +98,7 @@ async def test_the_service_recovers_from_a_database_restart_without_restarting(
         f"database down {started - stopped:.1f} s, /healthz 200 again {recovered_in:.1f} s "
         f"after it came back",
         f"status webhooks retried {refused} times",
+        f"tracebacks logged {len(serve.tracebacks())}",
     ]
     report(figures.line())
     figures.assert_clean()

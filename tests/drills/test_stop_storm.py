@@ -51,6 +51,7 @@ from tests.drills.harness import (
     stop_payload,
     tally,
     wait_outbox_settled,
+    wait_sends,
     wait_until,
 )
 from tests.fakes.graph import FakeGraph
@@ -90,7 +91,7 @@ async def test_no_message_goes_out_after_an_opt_out_commits(
         try:
             await serve.start()
             await serve.wait_healthy()
-            await graph.wait_for_sends(1, timeout=20)
+            await wait_sends(graph, serve, 1, 20)
             began = time.monotonic()
             async with aiohttp.ClientSession() as http:
                 for wave, moment in enumerate(moments):

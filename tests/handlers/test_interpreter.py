@@ -180,3 +180,22 @@ async def test_help_lists_every_command(interpreter: Interpreter) -> None:
     reply = await interpreter.run(CLI, "/help")
     for command in ("/newsequence", "/enroll", "/contact", "/preview", "/queue", "/stats"):
         assert command in reply.text
+
+
+async def test_a_new_window_re_times_pending_steps_and_removing_the_last_step_completes(
+    interpreter: Interpreter, db: Database, clock: ManualClock
+) -> None:
+    await interpreter.run(CLI, "/newsequence Tips\nDay 1: template a en\nDay 2: template b en")
+    await interpreter.run(CLI, "/enroll tips +4915123456789 Ana")
+    reply = await interpreter.run(CLI, "/setwindow tips 12:00-13:00")
+    assert reply.ok, reply.text
+    async with db.engine.connect() as conn:
+        dues = sorted((await conn.execute(select(OutboundMessage.due_at))).scalars())
+    # Berlin is UTC+1 in March: noon local is 11:00 UTC, on day 1 and on day 2
+    assert [d.strftime("%d %H:%M") for d in dues] == ["02 11:00", "03 11:00"]
+
+    await interpreter.run(CLI, "/removestep tips 2")
+    await interpreter.run(CLI, "/removestep tips 1")
+    async with db.engine.connect() as conn:
+        status = (await conn.execute(select(Enrollment.status))).scalar_one()
+    assert status == "completed"

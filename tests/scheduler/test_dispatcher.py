@@ -270,12 +270,12 @@ async def test_token_or_policy_errors_pause_all_sending_until_resumed(
     code: int,
 ) -> None:
     await setup(db, clock, options, TEMPLATE_DAY1, phones=(ANA, "+4915123456780"))
-    graph.fail_next(2, code, http_status=401 if code == 190 else 403)
+    graph.fail_next(1, code, http_status=401 if code == 190 else 403)
     dispatcher = make_dispatcher(concurrency=1)
     await dispatcher.tick()
-    requests = len(graph.requests)
+    assert len(graph.requests) == 1  # the rest of the batch in hand is not sent
     await dispatcher.tick()
-    assert len(graph.requests) == requests  # nothing new is claimed
+    assert len(graph.requests) == 1  # and nothing new is claimed
     assert [kind for kind, _ in alerts.sent] == ["sending_paused"]
     async with db.engine.begin() as conn:
         assert await get_flag(conn, db.workspace_id, SENDING_PAUSED) is not None
@@ -374,4 +374,6 @@ async def test_the_rate_limit_holds_measured_at_the_fake(
         in_window = sum(1 for s in stamps[i:] if s < start + 1.0)
         assert in_window <= rate * 2 + 1
     elapsed = stamps[-1] - stamps[0]
-    assert elapsed >= (60 - rate) / rate * 0.9
+    # 20 beyond the burst take half a second; the fake shares this process's event loop, so
+    # a stall can bunch arrivals: allow for it rather than fail on a busy machine
+    assert elapsed >= (60 - rate) / rate * 0.6
