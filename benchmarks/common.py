@@ -108,15 +108,14 @@ def format_number(value: float) -> str:
     return f"{value:,.1f}"
 
 
-def run_child(module: str, args: Sequence[str], *, env: dict[str, str] | None = None) -> ChildRun:
+def run_child(module: str, args: Sequence[str]) -> ChildRun:
     """Run ``python -m module *args`` to completion and return its result and peak RSS.
 
     The child is reaped with ``wait4`` so its rusage is its own, not the maximum over every
     child this process ever had (which is all ``RUSAGE_CHILDREN`` can tell).
     """
     command = [sys.executable, "-m", module, *args]
-    child_env = {**os.environ, **(env or {})}
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=child_env)
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     try:
         output = proc.stdout.read()

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     stats_time: str = "09:00"
     takeover_hours: float = Field(default=24.0, ge=0)
     send_lease_seconds: float = Field(default=120.0, gt=0)
-    max_concurrent_sends: int = Field(default=64, gt=0)
+    max_concurrent_sends: int = Field(default=256, gt=0)
     csv_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     csv_max_rows: int = Field(default=1_000_000, gt=0)
     public_rate_per_minute: int = Field(default=60, gt=0)

@@ -177,10 +177,10 @@ class Dispatcher:
             async with self.db.engine.connect() as conn:
                 context = await _Context.load(conn, ws, claimed, now, self)
             plans = self._plan(claimed, context, now)
-            for contact_id in list(held):
-                if not any(p.message and p.contact_id == contact_id for p in plans):
-                    self.locks.release(contact_id)
-                    held.discard(contact_id)
+            sending = {p.contact_id for p in plans if p.message is not None}
+            for contact_id in held - sending:
+                self.locks.release(contact_id)
+                held.discard(contact_id)
             outcomes = await self._send_all(plans, held)
         finally:
             for contact_id in held:
@@ -268,35 +268,41 @@ class Dispatcher:
     async def _send_all(
         self, plans: list[_Plan], held: set[int]
     ) -> dict[int, tuple[Outcome, float]]:
-        semaphore = asyncio.Semaphore(self.concurrency)
         outcomes: dict[int, tuple[Outcome, float]] = {}
-        halted = asyncio.Event()
+        queue = [p for p in plans if p.message is not None]
+        queue.reverse()  # pop() from the end keeps the batch's order
+        halted = False
 
         async def send(plan: _Plan) -> None:
+            nonlocal halted
             assert plan.message is not None
             try:
-                async with semaphore:
-                    await self.pacer.wait()
-                    if halted.is_set():
-                        return  # the token or account was refused: the rest stays queued
-                    started = time.perf_counter()
-                    try:
-                        outcome = await self.sender.send(plan.message)
-                    except Exception as err:  # a sender must not raise; be safe if one does
-                        log.exception("sender raised for message %s", plan.claimed.id)
-                        outcome = Rejected(None, f"{type(err).__name__}: {err}", in_doubt=True)
-                    elapsed = time.perf_counter() - started
-                    outcomes[plan.claimed.id] = (outcome, elapsed)
-                    if isinstance(outcome, Rejected) and pauses_all(outcome):
-                        halted.set()
-                    if self.on_send is not None:
-                        self.on_send(elapsed, isinstance(outcome, Accepted))
+                await self.pacer.wait()
+                if halted:
+                    return  # the token or account was refused: the rest stays queued
+                started = time.perf_counter()
+                try:
+                    outcome = await self.sender.send(plan.message)
+                except Exception as err:  # a sender must not raise; be safe if one does
+                    log.exception("sender raised for message %s", plan.claimed.id)
+                    outcome = Rejected(None, f"{type(err).__name__}: {err}", in_doubt=True)
+                elapsed = time.perf_counter() - started
+                outcomes[plan.claimed.id] = (outcome, elapsed)
+                if isinstance(outcome, Rejected) and pauses_all(outcome):
+                    halted = True
+                if self.on_send is not None:
+                    self.on_send(elapsed, isinstance(outcome, Accepted))
             finally:
                 if plan.contact_id in held:
                     held.discard(plan.contact_id)
                     self.locks.release(plan.contact_id)
 
-        await asyncio.gather(*(send(p) for p in plans if p.message is not None))
+        async def worker() -> None:
+            # A fixed pool pulling from the batch costs less than a task per message.
+            while queue:
+                await send(queue.pop())
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(queue)))))
         return outcomes
 
     # --- recording ----------------------------------------------------------------------

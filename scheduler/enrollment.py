@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -26,6 +26,7 @@ from scheduler.timing import is_valid_zone, next_window_opening, zone_for
 from storage.database import Database
 from storage.models import Contact, Enrollment, OutboundMessage
 from storage.states import LIVE_ENROLLMENT, EnrollmentStatus, MessageStatus, SequenceStatus
+from storage.statistics import refresh_statistics
 
 #: rows per statement; well under SQLite's bound-parameter limit
 CHUNK = 2000
@@ -95,6 +96,7 @@ class _Prepared:
 
 
 _CONTACT_FIELDS = ("name", "first_name", "email", "company", "timezone")
+_BLOCKING = frozenset([s.value for s in LIVE_ENROLLMENT] + [EnrollmentStatus.COMPLETED.value])
 
 
 class Enroller:
@@ -120,6 +122,7 @@ class Enroller:
         self._keep_ids = keep_ids
         self._seen: set[int] = set()
         self._due_cache: dict[str, list[Any]] = {}
+        self._chunks = 0
         self._conn: AsyncConnection | None = None
         self._tx: AsyncTransaction | None = None
         self.report = EnrollReport()
@@ -175,6 +178,15 @@ class Enroller:
         )
         for start in range(0, len(prepared), CHUNK):
             await self._write(prepared[start : start + CHUNK])
+            await self._refresh_statistics()
+
+    async def _refresh_statistics(self) -> None:
+        """Refresh the planner's statistics after chunk 1, 2, 4, 8...: well under a second in
+        all, and it keeps a big import (and the first dispatches after it) linear."""
+        assert self._conn is not None
+        self._chunks += 1
+        if not self._chunks & (self._chunks - 1):
+            await refresh_statistics(self._conn)
 
     def _prepare(self, batch: list[ContactInput]) -> list[_Prepared]:
         region = self._options.default_region
@@ -187,6 +199,8 @@ class Enroller:
             except InvalidPhone as err:
                 report.invalid.add(item.line, item.phone, str(err))
                 continue
+            if item.timezone and item.timezone != item.timezone.strip():
+                item = replace(item, timezone=item.timezone.strip() or None)
             if item.timezone and not is_valid_zone(item.timezone):
                 report.invalid.add(item.line, item.phone, f"unknown time zone {item.timezone!r}")
                 continue
@@ -274,17 +288,21 @@ class Enroller:
             ],
         )
         # The live-enrollment unique index makes (sequence, contact) name exactly this row.
-        live = dict(
-            (
-                await conn.execute(
-                    select(Enrollment.contact_id, Enrollment.id).where(
-                        Enrollment.sequence_id == self.sequence.id,
-                        Enrollment.contact_id.in_([ids[p.phone] for p in enroll]),
-                        Enrollment.status == EnrollmentStatus.ACTIVE.value,
-                    )
-                )
-            ).all()
-        )
+        # Select by contact alone (its own index) and filter here: a condition on the
+        # sequence lets SQLite pick the sequence index and walk every enrollment in it.
+        sequence_id = self.sequence.id
+        live = {
+            contact_id: enrollment_id
+            for contact_id, enrollment_id, seq, status in await conn.execute(
+                select(
+                    Enrollment.contact_id,
+                    Enrollment.id,
+                    Enrollment.sequence_id,
+                    Enrollment.status,
+                ).where(Enrollment.contact_id.in_([ids[p.phone] for p in enroll]))
+            )
+            if seq == sequence_id and status == EnrollmentStatus.ACTIVE
+        }
         enrollment_ids = [live[ids[p.phone]] for p in enroll]
         outbox = []
         for prepared, enrollment_id in zip(enroll, enrollment_ids, strict=True):
@@ -328,15 +346,15 @@ class Enroller:
     async def _blocked(self, conn: AsyncConnection, contact_ids: list[int]) -> dict[int, str]:
         """Why some of these contacts cannot join: already live, or completed without force."""
         assert self.sequence is not None
-        rows = await conn.execute(
-            select(Enrollment.contact_id, Enrollment.status).where(
-                Enrollment.sequence_id == self.sequence.id,
-                Enrollment.contact_id.in_(contact_ids),
-                Enrollment.status.in_(
-                    [s.value for s in LIVE_ENROLLMENT] + [EnrollmentStatus.COMPLETED.value]
-                ),
+        rows = [
+            (contact_id, status)
+            for contact_id, seq, status in await conn.execute(
+                select(Enrollment.contact_id, Enrollment.sequence_id, Enrollment.status).where(
+                    Enrollment.contact_id.in_(contact_ids)
+                )
             )
-        )
+            if seq == self.sequence.id and status in _BLOCKING
+        ]
         blocked: dict[int, str] = {}
         for contact_id, status in rows:
             if status in (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED):

@@ -41,7 +41,9 @@ class TokenBucket:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate)
-        self._tokens = self.capacity
+        # Start nearly empty: a cold start paces from the first message; only a bucket that
+        # refilled while idle allows its burst (one second's worth).
+        self._tokens = 1.0
         self._monotonic = monotonic
         self._sleep = sleep
         self._last = monotonic()

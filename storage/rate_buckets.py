@@ -21,7 +21,8 @@ async def reserve(
 ) -> tuple[int, float]:
     """Take up to ``want`` tokens; returns (granted, seconds until the next token).
 
-    The bucket refills at ``rate`` tokens a second up to ``burst``. A new bucket starts full.
+    The bucket refills at ``rate`` tokens a second up to ``burst``. A new bucket starts with
+    one token, so a cold start is paced from its first message.
     """
     for _ in range(2):
         async with engine.begin() as conn:
@@ -42,7 +43,9 @@ async def reserve(
                     .where(RateBucket.key == key)
                     .values(tokens=tokens, updated_at=max(now, row.updated_at))
                 )
-                return granted, 0.0 if tokens >= 1 else (1 - tokens) / rate
+                # Wait until a whole request's worth is there: asking again for one token at
+                # a time would turn pacing into a stream of row-locking transactions.
+                return granted, 0.0 if tokens >= want else (want - tokens) / rate
         await _ensure(engine, key, burst, now)
     raise RuntimeError(f"rate bucket {key!r} could not be created")
 
@@ -51,6 +54,6 @@ async def _ensure(engine: AsyncEngine, key: str, burst: float, now: datetime) ->
     """Create the bucket full on first use; a concurrent creator simply wins."""
     try:
         async with engine.begin() as conn:
-            await conn.execute(insert(RateBucket).values(key=key, tokens=burst, updated_at=now))
+            await conn.execute(insert(RateBucket).values(key=key, tokens=1.0, updated_at=now))
     except IntegrityError:
         pass

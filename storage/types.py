@@ -39,13 +39,22 @@ class UTCDateTime(TypeDecorator[datetime]):
         """
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
+        # An import binds a handful of distinct instants a million times: remember them.
+        cache: dict[datetime, str] = {}
 
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            text = cache.get(value)
+            if text is not None and value.tzinfo is not None:
+                return text
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValueError(f"naive datetime {value!r} given to a UTC column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[value] = text
+            return text
 
         return process
 

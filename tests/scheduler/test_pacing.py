@@ -27,15 +27,19 @@ class FakeTime:
         self.now += seconds
 
 
-async def test_token_bucket_allows_one_seconds_burst_then_the_rate() -> None:
+async def test_token_bucket_paces_a_cold_start_and_allows_a_burst_after_idling() -> None:
     fake = FakeTime()
     bucket = TokenBucket(10, monotonic=fake.monotonic, sleep=fake.sleep)
+    for _ in range(11):
+        await bucket.wait()
+    assert fake.now == pytest.approx(101.0)  # no burst from cold: 10 a second
+    fake.now += 5  # idle: the bucket refills to one second's worth, not more
+    slept = len(fake.slept)
     for _ in range(10):
         await bucket.wait()
-    assert fake.slept == []
-    for _ in range(20):
-        await bucket.wait()
-    assert fake.now == pytest.approx(102.0)
+    assert len(fake.slept) == slept
+    await bucket.wait()
+    assert fake.slept[-1] == pytest.approx(0.1)
 
 
 async def test_random_gap_spaces_messages_within_the_bounds() -> None:
