@@ -5,6 +5,8 @@ python -m benchmarks --quick         small sizes: checks the benchmarks work, no
 python -m benchmarks csv --big       also import a 1,000,000-row file (peak RSS goal)
 python -m benchmarks dispatch --sweep
                                      also find the concurrency 100 ms latency needs
+python -m benchmarks webhook claim idle replicas
+                                     the inbound, large-database, idle and replica figures
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from benchmarks import csv_import, dispatch
+from benchmarks import claim, csv_import, dispatch, idle, replicas, webhook
 from benchmarks.common import Figure, format_machine, format_markdown, format_table, machine
 from scheduler.clock import SystemClock
 
-BENCHMARKS = ("csv", "dispatch")
+BENCHMARKS = ("csv", "dispatch", "webhook", "claim", "idle", "replicas")
 QUICK_ROWS = 5_000
 
 
@@ -65,6 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.quick:  # runs of a second or two say nothing about throughput goals
             chosen = [case if case.rate else replace(case, goal=None) for case in chosen]
         figures += dispatch.run(chosen)
+    if "webhook" in which:
+        figures += webhook.run(
+            seconds=2 if args.quick else 6, messages=2000 if args.quick else 20_000
+        )
+    if "claim" in which:
+        figures += claim.run(10_000 if args.quick else claim.GOAL_ROWS, postgres=postgres)
+    if "idle" in which:
+        figures += idle.run(settle=1 if args.quick else 5, span=3 if args.quick else 30)
+    if "replicas" in which and postgres:
+        figures += replicas.run(messages=600 if args.quick else 6000)
 
     print(format_table(figures))
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())

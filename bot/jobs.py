@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.config import Settings
 from scheduler.clock import Clock, SystemClock
@@ -66,6 +67,10 @@ class TickJob:
         self._task = asyncio.current_task()
         try:
             await self.dispatcher.tick()
+        except (OperationalError, InterfaceError, OSError) as err:
+            # The database is away (restart, network): one line a tick, not a traceback.
+            self.failures += 1
+            log.warning("dispatch tick: database unavailable (%s); retrying", type(err).__name__)
         except Exception:
             self.failures += 1
             log.exception("dispatch tick failed; the next tick tries again")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import csv_import, dispatch
-from benchmarks.common import Goal, format_markdown, format_table
+from benchmarks import claim, csv_import, dispatch, idle, replicas, webhook
+from benchmarks.common import Goal, format_markdown, format_table, postgres_available
 from benchmarks.fake_graph_server import send_stats
 from tests.fakes.graph import RecordedRequest
 
@@ -37,6 +37,52 @@ def test_the_dispatch_benchmark_sends_every_message_once_through_the_real_path()
     assert all(figure.checked for figure in figures), [figure.detail for figure in figures]
     assert all(figure.value > 0 for figure in figures)
     assert "| dispatch | SQLite |" in format_markdown(figures)
+
+
+def test_the_webhook_benchmark_absorbs_signed_statuses_through_serve() -> None:
+    figures = webhook.run(seconds=0.5, messages=100, concurrency=4)
+
+    assert [figure.case for figure in figures] == [
+        "raw loopback, 1 per POST",
+        "SQLite, 1 status per POST",
+        "SQLite, 1 status per POST, POST p99",
+        "raw loopback, 100 per POST",
+        "SQLite, 100 statuses per POST",
+        "SQLite, 100 statuses per POST, POST p99",
+    ]
+    assert all(figure.checked and figure.value > 0 for figure in figures), [
+        figure.detail for figure in figures
+    ]
+    assert "100 messages moved to delivered/read" in figures[1].detail
+
+
+def test_the_claim_benchmark_claims_the_due_rows_of_a_filled_database() -> None:
+    figures = claim.run(2_000, repeats=5, postgres=False)
+
+    assert [figure.unit for figure in figures] == ["ms"]
+    assert figures[0].checked and figures[0].value > 0
+    assert "20 due" in figures[0].detail
+
+
+def test_the_idle_benchmark_reads_the_cpu_of_a_quiet_serve() -> None:
+    figures = idle.run(settle=0.5, span=1.0)
+
+    assert [figure.case for figure in figures] == ["quiet serve"]
+    assert 0 <= figures[0].value < 100
+
+
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not running")
+def test_the_replicas_benchmark_sends_every_message_once_across_processes() -> None:
+    figures = replicas.run(messages=120, concurrency=8, batch=8, counts=(1, 2), latencies=(0.0,))
+
+    assert [figure.case for figure in figures] == [
+        "1 × dispatcher, no latency",
+        "2 × dispatcher, no latency",
+    ]
+    assert all(figure.checked and figure.value > 0 for figure in figures), [
+        figure.detail for figure in figures
+    ]
+    assert "duplicates 0" in figures[1].detail
 
 
 def _sent(stamp: float, callback: str) -> RecordedRequest:

@@ -1,0 +1,222 @@
+"""Claim latency with a large database: ``storage.outbox.claim`` at the dispatcher's batch.
+
+A child process fills a migrated database with N contacts, each enrolled once in a
+three-step sequence, with one outbox row per enrollment: most are scheduled for the coming
+weeks, 1 % are due now and the rest were already sent. The fixture rows are written with
+plain Core INSERTs (they only have to look like what the Enroller and dispatcher leave
+behind; the import has its own benchmark). Then the real ``claim`` runs repeatedly with
+the dispatcher's batch, each time in a transaction that is rolled back, so every claim
+sees the same database: due rows to take and a million that must not be looked at.
+
+    python -m benchmarks claim
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import insert, text
+
+from benchmarks.common import (
+    Figure,
+    Goal,
+    database,
+    postgres_available,
+    progress,
+    report,
+    run_child,
+)
+from scheduler.clock import SystemClock
+from scheduler.sequences import create_sequence
+from scheduler.steps import StepSpec, TemplateRef, Timing
+from storage.database import Database
+from storage.models import Contact, Enrollment, OutboundMessage
+from storage.outbox import claim
+
+NAME: Final = "claim"
+GOAL_ROWS: Final = 1_000_000
+#: issue 7: a claim under 20 ms with a million enrollments
+GOAL_MS: Final = 20.0
+BATCH: Final = 500
+CHUNK: Final = 20_000
+#: shares of the outbox rows: due now, already sent; the rest are due in the coming weeks
+DUE_SHARE: Final = 0.01
+SENT_SHARE: Final = 0.29
+STEPS: Final = [
+    StepSpec(Timing(day=1), "template", template=TemplateRef("welcome", "en", ())),
+    StepSpec(Timing(day=3), "template", template=TemplateRef("follow_up", "en", ())),
+    StepSpec(Timing(day=7), "template", template=TemplateRef("last_call", "en", ())),
+]
+
+
+def run(rows: int, *, repeats: int = 50, postgres: bool = True) -> list[Figure]:
+    backends = ["sqlite"] + (["postgres"] if postgres and postgres_available() else [])
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="dripbot-bench-") as tmp:
+        for backend in backends:
+            progress(f"claim: {rows:,} enrollments on {backend}")
+            with database(backend, Path(tmp), f"claim-{backend}") as url:
+                args = ["--database", url, "--rows", str(rows), "--repeats", str(repeats)]
+                child = run_child("benchmarks.claim", args).result
+            label = "SQLite" if backend == "sqlite" else "PostgreSQL"
+            detail = (
+                f"p50 {child['p50']:.1f} ms, max {child['max']:.1f} ms over {repeats} claims "
+                f"of {child['claimed']} due rows (limit {BATCH}); {child['due']:,} due, "
+                f"{rows:,} outbox rows; fixture written in {child['setup_seconds']:.0f} s"
+            )
+            figures.append(
+                Figure(
+                    NAME,
+                    f"{label}, {rows:,} enrollments, p99",
+                    child["p99"],
+                    "ms",
+                    Goal.at_most(GOAL_MS) if rows >= GOAL_ROWS else None,
+                    detail,
+                    checked=child["claimed"] == min(BATCH, child["due"]),
+                )
+            )
+    return figures
+
+
+async def fill(db: Database, rows: int) -> int:
+    """The fixture: contacts, enrollments and one outbox row each. Returns the rows due."""
+    now = SystemClock().now()
+    sequence_id = (await create_sequence(db, "Large", STEPS, now=now)).sequence.id
+    async with db.engine.connect() as conn:
+        step_ids = list(
+            (
+                await conn.execute(
+                    text("SELECT id FROM steps WHERE sequence_id = :s ORDER BY position"),
+                    {"s": sequence_id},
+                )
+            ).scalars()
+        )
+    ws = db.workspace_id
+    due_every = round(1 / DUE_SHARE)
+    due = 0
+    for start in range(1, rows + 1, CHUNK):
+        ids = range(start, min(rows + 1, start + CHUNK))
+        contacts: list[dict[str, Any]] = []
+        enrollments: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for n in ids:
+            contacts.append(
+                {
+                    "id": n,
+                    "workspace_id": ws,
+                    "phone": f"+4915{n:09d}",
+                    "name": f"Lead {n}",
+                    "first_name": "Lead",
+                    "custom_fields": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            enrollments.append(
+                {
+                    "id": n,
+                    "workspace_id": ws,
+                    "sequence_id": sequence_id,
+                    "contact_id": n,
+                    "status": "active",
+                    "enrolled_at": now,
+                    "timezone": "Europe/Berlin",
+                    "source": "csv",
+                    "shift_seconds": 0,
+                }
+            )
+            if n % due_every == 0:
+                status, due_at, step = "scheduled", now - timedelta(minutes=n % 60), 0
+                due += 1
+            elif n % 100 < SENT_SHARE * 100:
+                status, due_at, step = "sent", now - timedelta(days=1), 0
+            else:
+                status, due_at, step = "scheduled", now + timedelta(minutes=n % 40_000), 1
+            messages.append(
+                {
+                    "id": n,
+                    "workspace_id": ws,
+                    "contact_id": n,
+                    "enrollment_id": n,
+                    "sequence_id": sequence_id,
+                    "step_id": step_ids[step],
+                    "purpose": "drip",
+                    "status": status,
+                    "due_at": due_at,
+                    "attempts": 1 if status == "sent" else 0,
+                    "wamid": f"wamid.bench.{n}" if status == "sent" else None,
+                    "sent_at": due_at if status == "sent" else None,
+                    "dry_run": False,
+                    "business_initiated": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        async with db.engine.begin() as conn:
+            await conn.execute(insert(Contact), contacts)
+            await conn.execute(insert(Enrollment), enrollments)
+            await conn.execute(insert(OutboundMessage), messages)
+    async with db.engine.begin() as conn:
+        if not db.is_sqlite:  # sequences behind the explicit ids, and fresh statistics
+            for table in ("contacts", "enrollments", "outbound_messages"):
+                await conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
+                    )
+                )
+        await conn.execute(text("ANALYZE"))
+    return due
+
+
+async def measure(url: str, rows: int, repeats: int) -> dict[str, Any]:
+    clock = SystemClock()
+    db = await Database.open(url, workspace="default", now=clock.now())
+    try:
+        started = time.perf_counter()
+        due = await fill(db, rows)
+        setup = time.perf_counter() - started
+        timings: list[float] = []
+        claimed = 0
+        for _ in range(repeats):
+            async with db.engine.connect() as conn:
+                transaction = await conn.begin()
+                began = time.perf_counter()
+                taken = await claim(
+                    conn, db.workspace_id, now=clock.now(), limit=BATCH, lease=timedelta(minutes=2)
+                )
+                timings.append((time.perf_counter() - began) * 1000)
+                await transaction.rollback()
+            claimed = len(taken)
+    finally:
+        await db.close()
+    cuts = statistics.quantiles(timings, n=100, method="inclusive")
+    return {
+        "p50": cuts[49],
+        "p99": cuts[98],
+        "max": max(timings),
+        "claimed": claimed,
+        "due": due,
+        "setup_seconds": setup,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="One claim-latency measurement (a child).")
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--rows", type=int, default=GOAL_ROWS)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args(argv)
+    report(asyncio.run(measure(args.database, args.rows, args.repeats)))
+
+
+if __name__ == "__main__":
+    main()
