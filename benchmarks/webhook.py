@@ -38,9 +38,10 @@ from aiohttp import web
 from sqlalchemy import literal_column, update
 
 from benchmarks.common import ROOT, BenchmarkError, Figure, Goal, progress, report, run_child
-from benchmarks.dispatch import EngineOptions, engine_options, enroll
+from benchmarks.dispatch import engine_options, enroll
 from bot.whatsapp.signature import sign
 from scheduler.clock import SystemClock
+from scheduler.options import EngineOptions
 from scheduler.ports import callback_data
 from storage.database import Database
 from storage.models import OutboundMessage

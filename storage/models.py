@@ -199,7 +199,10 @@ class OutboundMessage(Base):
 
     __tablename__ = "outbound_messages"
     __table_args__ = (
-        Index("ix_outbound_claim", "status", "due_at"),
+        # the claim's ORDER BY due_at, id, so PostgreSQL reads only what it takes
+        Index("ix_outbound_claim", "status", "due_at", "id"),
+        # the reclaim of sends in doubt whose lease ran out
+        Index("ix_outbound_lease", "status", "lease_until"),
         Index("ix_outbound_enrollment", "enrollment_id"),
         Index("ix_outbound_contact", "contact_id", "status"),
         Index("ix_outbound_reach", "workspace_id", "business_initiated", "sent_at"),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 12:38:30.803087
+Create Date: 2026-11-21 13:37:40.548164
 """
 
 from __future__ import annotations
@@ -241,9 +241,10 @@ def upgrade() -> None:
     sa.UniqueConstraint('wamid', name=op.f('uq_outbound_messages_wamid'))
     )
     with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
-        batch_op.create_index('ix_outbound_claim', ['status', 'due_at'], unique=False)
+        batch_op.create_index('ix_outbound_claim', ['status', 'due_at', 'id'], unique=False)
         batch_op.create_index('ix_outbound_contact', ['contact_id', 'status'], unique=False)
         batch_op.create_index('ix_outbound_enrollment', ['enrollment_id'], unique=False)
+        batch_op.create_index('ix_outbound_lease', ['status', 'lease_until'], unique=False)
         batch_op.create_index('ix_outbound_reach', ['workspace_id', 'business_initiated', 'sent_at'], unique=False)
         batch_op.create_index('ix_outbound_sequence_step', ['sequence_id', 'step_id', 'status'], unique=False)
 
@@ -255,6 +256,7 @@ def downgrade() -> None:
     with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
         batch_op.drop_index('ix_outbound_sequence_step')
         batch_op.drop_index('ix_outbound_reach')
+        batch_op.drop_index('ix_outbound_lease')
         batch_op.drop_index('ix_outbound_enrollment')
         batch_op.drop_index('ix_outbound_contact')
         batch_op.drop_index('ix_outbound_claim')
