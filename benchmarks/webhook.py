@@ -72,14 +72,26 @@ def run(*, seconds: float = 6.0, messages: int = 20_000, concurrency: int = 32) 
                 progress(f"webhook: dripbot serve, {per_post} per POST")
                 result = _load(port, path, per_post, seconds, messages, in_flight)
             figures += _figures(result, per_post, in_flight)
+            with served(path) as port:
+                progress(f"webhook: dripbot serve, {per_post} per POST at {GOAL_RATE:,}/s")
+                paced = _load(port, path, per_post, seconds, messages, in_flight, GOAL_RATE)
+            figures += _figures(paced, per_post, in_flight, offered=GOAL_RATE)
     return figures
 
 
 def _load(
-    port: int, path: Path | None, per_post: int, seconds: float, messages: int, concurrency: int
+    port: int,
+    path: Path | None,
+    per_post: int,
+    seconds: float,
+    messages: int,
+    concurrency: int,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     args = ["load", "--port", str(port), "--per-post", str(per_post), "--seconds", str(seconds)]
     args += ["--messages", str(messages), "--concurrency", str(concurrency)]
+    if rate is not None:
+        args += ["--rate", str(rate)]
     if path is not None:
         args += ["--database", str(path)]
     return run_child("benchmarks.webhook", args).result
@@ -94,7 +106,9 @@ def _raw_figure(result: dict[str, Any], per_post: int, concurrency: int) -> Figu
     return Figure(NAME, f"raw loopback, {per_post} per POST", rate, "statuses/s", None, detail)
 
 
-def _figures(result: dict[str, Any], per_post: int, concurrency: int) -> list[Figure]:
+def _figures(
+    result: dict[str, Any], per_post: int, concurrency: int, offered: float | None = None
+) -> list[Figure]:
     problems = []
     if result["failed"]:
         problems.append(f"{result['failed']:,} POSTs not answered 200")
@@ -110,6 +124,8 @@ def _figures(result: dict[str, Any], per_post: int, concurrency: int) -> list[Fi
         ]
     )
     case = f"SQLite, {per_post} status{'es' if per_post > 1 else ''} per POST"
+    if offered is not None:
+        case += f", offered {offered:,.0f}/s"
     ok = not problems
     return [
         Figure(NAME, case, result["rate"], "statuses/s", Goal.at_least(GOAL_RATE), detail, ok),
@@ -287,6 +303,7 @@ async def load(
     messages: int,
     concurrency: int,
     database: Path | None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}{PATH}"
     source = _statuses(messages)
@@ -297,6 +314,33 @@ async def load(
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
         deadline = started + seconds
+
+        async def post(data: bytes, due: float) -> None:
+            # open loop: latency counts from when the POST was due, so a slow server shows
+            # as latency instead of silently lowering the offered load
+            nonlocal failed
+            headers = {
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(data, SECRET),
+            }
+            async with session.post(url, data=data, headers=headers) as answer:
+                await answer.read()
+                latencies.append(time.perf_counter() - due)
+                failed += answer.status != 200
+
+        async def paced() -> None:
+            assert rate is not None
+            gap = per_post / rate
+            tasks = []
+            due = started
+            while due < deadline:
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                data = body([next(source) for _ in range(per_post)])
+                tasks.append(asyncio.create_task(post(data, due)))
+                due += gap
+            await asyncio.gather(*tasks)
 
         async def worker() -> None:
             nonlocal failed
@@ -312,7 +356,10 @@ async def load(
                     latencies.append(time.perf_counter() - began)
                     failed += answer.status != 200
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if rate is not None:
+            await paced()
+        else:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
         sent = time.perf_counter() - started
     posts = len(latencies)
     result: dict[str, Any] = {
@@ -408,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     generator.add_argument("--messages", type=int, required=True)
     generator.add_argument("--concurrency", type=int, default=32)
     generator.add_argument("--database", type=Path, help="the served SQLite file, to drain")
+    generator.add_argument("--rate", type=float, help="offer this many statuses/s (open loop)")
     args = parser.parse_args(argv)
     if args.mode == "bare":
         asyncio.run(_bare(args.port))
@@ -421,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 args.messages,
                 args.concurrency,
                 args.database,
+                args.rate,
             )
         )
     )
