@@ -46,9 +46,13 @@ def test_the_webhook_benchmark_absorbs_signed_statuses_through_serve() -> None:
         "raw loopback, 1 per POST",
         "SQLite, 1 status per POST",
         "SQLite, 1 status per POST, POST p99",
+        "SQLite, 1 status per POST, offered 3,000/s",
+        "SQLite, 1 status per POST, offered 3,000/s, POST p99",
         "raw loopback, 100 per POST",
         "SQLite, 100 statuses per POST",
         "SQLite, 100 statuses per POST, POST p99",
+        "SQLite, 100 statuses per POST, offered 3,000/s",
+        "SQLite, 100 statuses per POST, offered 3,000/s, POST p99",
     ]
     assert all(figure.checked and figure.value > 0 for figure in figures), [
         figure.detail for figure in figures
