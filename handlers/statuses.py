@@ -42,7 +42,7 @@ from handlers.optout import OptOutSource, apply_opt_out, contact_label, opt_out_
 from scheduler.contact_locks import ContactLocks
 from scheduler.policy import DEFAULT_POLICY, Action, Rejected, RetryPolicy, decide, describe
 from scheduler.ports import Alerts, message_id_from_callback
-from scheduler.sequences import shift_pending
+from scheduler.sequences import sequence_name_of_step, shift_pending
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, set_flag
 from storage.models import Contact, Enrollment, OutboundMessage, Sequence, Step
@@ -319,7 +319,7 @@ async def _fail(
             .values(paused_at=now, pause_reason=decision.reason)
         )
         if paused.rowcount:
-            name = await _sequence_of_step(conn, row.step_id)
+            name = await sequence_name_of_step(conn, row.step_id)
             alerts.append(
                 (
                     "template_rejected",
@@ -439,7 +439,7 @@ async def _fallback_or_skip(
         .values(skip_alerted_at=now)
     )
     if flagged.rowcount:
-        name = await _sequence_of_step(conn, row.step_id)
+        name = await sequence_name_of_step(conn, row.step_id)
         alerts.append(
             (
                 "skipped",
@@ -447,17 +447,6 @@ async def _fallback_or_skip(
                 "/editstep so leads who have not written recently still get it.",
             )
         )
-
-
-async def _sequence_of_step(conn: AsyncConnection, step_id: int) -> str:
-    name = (
-        await conn.execute(
-            select(Sequence.name)
-            .join(Step, Step.sequence_id == Sequence.id)
-            .where(Step.id == step_id)
-        )
-    ).scalar_one_or_none()
-    return str(name or "?")
 
 
 async def _who(conn: AsyncConnection, contact_id: int) -> str:

@@ -38,7 +38,7 @@ from scheduler.policy import (
     pauses_all,
 )
 from scheduler.ports import Alerts, MessageSender, OutgoingMessage, callback_data
-from scheduler.sequences import shift_pending, spec_of
+from scheduler.sequences import sequence_name_of_step, shift_pending, spec_of
 from scheduler.steps import StepSpec, TemplateRef
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, get_flag, set_flag
@@ -420,7 +420,7 @@ class Dispatcher:
                 .values(paused_at=now, pause_reason=reason)
             )
             if changed.rowcount:
-                name = await _sequence_of_step(conn, step_id)
+                name = await sequence_name_of_step(conn, step_id)
                 alerts.append(
                     (
                         "template_rejected",
@@ -445,7 +445,7 @@ class Dispatcher:
                 .values(skip_alerted_at=now)
             )
             if changed.rowcount:
-                name = await _sequence_of_step(conn, step_id)
+                name = await sequence_name_of_step(conn, step_id)
                 alerts.append(
                     (
                         "skipped",
@@ -700,17 +700,6 @@ def _skipped(item: Claimed, reason: str, code: int | None = None) -> dict[str, A
 
 def _cancelled(item: Claimed, reason: str) -> dict[str, Any]:
     return _row(item, status=MessageStatus.CANCELLED.value, error_detail=reason)
-
-
-async def _sequence_of_step(conn: AsyncConnection, step_id: int) -> str:
-    name = (
-        await conn.execute(
-            select(Sequence.name)
-            .join(Step, Step.sequence_id == Sequence.id)
-            .where(Step.id == step_id)
-        )
-    ).scalar_one_or_none()
-    return str(name or "?")
 
 
 async def _who(conn: AsyncConnection, contact_id: int) -> str:

@@ -27,6 +27,7 @@ from scheduler.sequences import (
     Created,
     SequenceRecord,
     StepRecord,
+    apply_status,
     cancel,
     live_enrollments,
     load_steps,
@@ -37,9 +38,7 @@ from scheduler.sequences import (
     renumber,
     retime_step,
     sequence_record,
-    shift_pending,
     step_values,
-    stop_enrollments,
     window_warnings,
 )
 from scheduler.steps import StepSpec
@@ -138,7 +137,8 @@ async def replace_sequence(
             )
             updated = await sequence_by_id(conn, db.workspace_id, sequence_id)
             await _replace_steps(conn, db.workspace_id, updated, steps, now=now, options=options)
-            await _apply_status(conn, updated, status, now=now)
+            if status != updated.status:
+                await apply_status(conn, updated, status, now=now)
             record = await sequence_by_id(conn, db.workspace_id, sequence_id)
             step_records = await load_steps(conn, sequence_id)
     except IntegrityError as err:
@@ -218,40 +218,6 @@ async def _add_step(
             rows.append(outbox_row(workspace_id, sequence.id, enrollment, int(step_id), due, now))
     if rows:
         await conn.execute(insert(OutboundMessage), rows)
-
-
-async def _apply_status(
-    conn: AsyncConnection, sequence: SequenceRecord, status: SequenceStatus, *, now: datetime
-) -> None:
-    """Pause, resume or archive as :func:`scheduler.sequences.set_status` does."""
-    if status == sequence.status:
-        return
-    if status == SequenceStatus.PAUSED:
-        await conn.execute(
-            update(Sequence)
-            .where(Sequence.id == sequence.id)
-            .values(status=status.value, paused_at=now, updated_at=now)
-        )
-    elif status == SequenceStatus.ACTIVE:
-        await conn.execute(
-            update(Step)
-            .where(Step.sequence_id == sequence.id, Step.paused_at.is_not(None))
-            .values(paused_at=None, pause_reason=None)
-        )
-        if sequence.paused_at is not None:
-            await shift_pending(conn, now - sequence.paused_at, now=now, sequence_id=sequence.id)
-        await conn.execute(
-            update(Sequence)
-            .where(Sequence.id == sequence.id)
-            .values(status=status.value, paused_at=None, updated_at=now)
-        )
-    else:
-        await conn.execute(
-            update(Sequence)
-            .where(Sequence.id == sequence.id)
-            .values(status=status.value, paused_at=None, keyword=None, updated_at=now)
-        )
-        await stop_enrollments(conn, now=now, reason="sequence archived", sequence_id=sequence.id)
 
 
 # --- enrollments ------------------------------------------------------------------------

@@ -461,43 +461,55 @@ async def set_status(
         sequence = await find_sequence(conn, db.workspace_id, ref)
         if sequence.status == SequenceStatus.ARCHIVED:
             raise Invalid(f"sequence {sequence.name!r} is archived; /clone it to use it again")
-        if status == SequenceStatus.PAUSED:
-            if sequence.status == SequenceStatus.PAUSED:
-                raise Invalid(f"sequence {sequence.name!r} is already paused")
-            await conn.execute(
-                update(Sequence)
-                .where(Sequence.id == sequence.id)
-                .values(status=status.value, paused_at=now, updated_at=now)
-            )
-        elif status == SequenceStatus.ACTIVE:
-            # /resume also clears steps paused by a rejected template.
-            await conn.execute(
-                update(Step)
-                .where(Step.sequence_id == sequence.id, Step.paused_at.is_not(None))
-                .values(paused_at=None, pause_reason=None)
-            )
-            if sequence.status == SequenceStatus.PAUSED and sequence.paused_at is not None:
-                await shift_pending(
-                    conn,
-                    now - sequence.paused_at,
-                    now=now,
-                    sequence_id=sequence.id,
-                )
-            await conn.execute(
-                update(Sequence)
-                .where(Sequence.id == sequence.id)
-                .values(status=status.value, paused_at=None, updated_at=now)
-            )
-        else:
-            await conn.execute(
-                update(Sequence)
-                .where(Sequence.id == sequence.id)
-                .values(status=status.value, paused_at=None, keyword=None, updated_at=now)
-            )
-            await stop_enrollments(
-                conn, now=now, reason="sequence archived", sequence_id=sequence.id
-            )
+        if status == SequenceStatus.PAUSED and sequence.status == SequenceStatus.PAUSED:
+            raise Invalid(f"sequence {sequence.name!r} is already paused")
+        await apply_status(conn, sequence, status, now=now)
         return await find_sequence(conn, db.workspace_id, sequence.id)
+
+
+async def apply_status(
+    conn: AsyncConnection, sequence: SequenceRecord, status: SequenceStatus, *, now: datetime
+) -> None:
+    """Move a sequence to ``status`` with what that means for its steps and enrollments."""
+    if status == SequenceStatus.PAUSED:
+        await conn.execute(
+            update(Sequence)
+            .where(Sequence.id == sequence.id)
+            .values(status=status.value, paused_at=now, updated_at=now)
+        )
+    elif status == SequenceStatus.ACTIVE:
+        # resuming also clears steps paused by a rejected template
+        await conn.execute(
+            update(Step)
+            .where(Step.sequence_id == sequence.id, Step.paused_at.is_not(None))
+            .values(paused_at=None, pause_reason=None)
+        )
+        if sequence.status == SequenceStatus.PAUSED and sequence.paused_at is not None:
+            await shift_pending(conn, now - sequence.paused_at, now=now, sequence_id=sequence.id)
+        await conn.execute(
+            update(Sequence)
+            .where(Sequence.id == sequence.id)
+            .values(status=status.value, paused_at=None, updated_at=now)
+        )
+    else:
+        await conn.execute(
+            update(Sequence)
+            .where(Sequence.id == sequence.id)
+            .values(status=status.value, paused_at=None, keyword=None, updated_at=now)
+        )
+        await stop_enrollments(conn, now=now, reason="sequence archived", sequence_id=sequence.id)
+
+
+async def sequence_name_of_step(conn: AsyncConnection, step_id: int) -> str:
+    """The name of the sequence a step belongs to, for admin messages."""
+    name = (
+        await conn.execute(
+            select(Sequence.name)
+            .join(Step, Step.sequence_id == Sequence.id)
+            .where(Step.id == step_id)
+        )
+    ).scalar_one_or_none()
+    return str(name or "?")
 
 
 async def shift_pending(
