@@ -199,15 +199,36 @@ class OutboundMessage(Base):
 
     __tablename__ = "outbound_messages"
     __table_args__ = (
-        # the claim's ORDER BY due_at, id, so PostgreSQL reads only what it takes
+        # The claim moves rows from scheduled to sending, which rewrites their entry in every
+        # index that holds a column it changes (on PostgreSQL, in every index whose condition
+        # the new row meets): so the indexes are few, and those only some rows need are
+        # partial.
+        #
+        # The claim's ORDER BY due_at, id, so PostgreSQL reads only what it takes; also the
+        # reclaim of sends in doubt (the few rows in "sending") and the status-and-period
+        # counts of /stats, /queue and the alerts.
         Index("ix_outbound_claim", "status", "due_at", "id"),
-        # the reclaim of sends in doubt whose lease ran out
-        Index("ix_outbound_lease", "status", "lease_until"),
         Index("ix_outbound_enrollment", "enrollment_id"),
-        Index("ix_outbound_contact", "contact_id", "status"),
-        Index("ix_outbound_reach", "workspace_id", "business_initiated", "sent_at"),
+        # a contact has a handful of rows: their status is read from the table
+        Index("ix_outbound_contact", "contact_id"),
+        # Meta's daily reach and the sent counts: only rows that were sent
+        Index(
+            "ix_outbound_reach",
+            "workspace_id",
+            "business_initiated",
+            "sent_at",
+            sqlite_where=text("sent_at IS NOT NULL"),
+            postgresql_where=text("sent_at IS NOT NULL"),
+        ),
         Index("ix_outbound_sequence_step", "sequence_id", "step_id", "status"),
-        UniqueConstraint("wamid"),
+        # status webhooks find their message by it; unsent rows have none
+        Index(
+            "uq_outbound_messages_wamid",
+            "wamid",
+            unique=True,
+            sqlite_where=text("wamid IS NOT NULL"),
+            postgresql_where=text("wamid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -7,11 +7,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from bot.cli import main
 from bot.logs import mask_line
+from storage.migrate import alembic_config
 
 pytestmark = pytest.mark.usefixtures("clean_env", "restore_logging")
+
+#: the newest migration, which ``migrate`` must reach
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 @pytest.fixture
@@ -26,18 +31,18 @@ def test_migrate_creates_the_schema_in_the_default_sqlite_file(
 ) -> None:
     assert main(["migrate"]) == 0
     out = capsys.readouterr().out
-    assert out == "sqlite+aiosqlite:///./dripbot.db: schema at revision 0001\n"
+    assert out == f"sqlite+aiosqlite:///./dripbot.db: schema at revision {HEAD}\n"
     with sqlite3.connect(workdir / "dripbot.db") as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"sequences", "contacts", "outbound_messages", "workspaces"} <= tables
-    assert revision == [("0001",)]
+    assert revision == [(HEAD,)]
 
 
 def test_migrate_twice_is_harmless(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate"]) == 0
     assert main(["migrate"]) == 0
-    assert capsys.readouterr().out.count("schema at revision 0001") == 2
+    assert capsys.readouterr().out.count(f"schema at revision {HEAD}") == 2
 
 
 def test_migrate_uses_the_configured_database(

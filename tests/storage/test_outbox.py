@@ -1,10 +1,11 @@
-"""The outbox's write-back when a status webhook got there first."""
+"""The outbox: the write-back when a status webhook got there first, and the claim's indexes."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from handlers.events import DeliveryStatus
 from handlers.statuses import apply_progress
@@ -60,3 +61,31 @@ async def test_a_status_that_overtook_the_write_back_keeps_its_state_and_gets_th
     assert row.payload == {"kind": "template", "template": "hello"}
     assert row.business_initiated and row.sent_at == clock.now() and row.lease_until is None
     assert enrollment == "completed"  # the webhook settled its last message
+
+
+async def test_both_halves_of_the_claim_read_only_their_status_through_the_claim_index(
+    sqlite_db: Database, clock: ManualClock
+) -> None:
+    """Neither half may scan the outbox: at a million rows that is the claim's whole cost."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        statements.append((sql, params))
+
+    event.listen(sqlite_db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with sqlite_db.engine.begin() as conn:
+            await claim(
+                conn, sqlite_db.workspace_id, now=clock.now(), limit=10, lease=timedelta(minutes=2)
+            )
+    finally:
+        event.remove(sqlite_db.engine.sync_engine, "before_cursor_execute", record)
+    plans = []
+    async with sqlite_db.engine.connect() as conn:
+        for sql, params in statements:
+            rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+            plans.append(" ".join(str(row[-1]) for row in rows))
+    reclaim, fresh = plans
+    assert "SEARCH outbound_messages USING INDEX ix_outbound_claim (status=?)" in reclaim
+    assert "ix_outbound_claim (status=? AND due_at<?)" in fresh
+    assert "SCAN outbound_messages" not in reclaim + fresh
