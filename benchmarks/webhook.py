@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -127,8 +128,11 @@ def _figures(
     if offered is not None:
         case += f", offered {offered:,.0f}/s"
     ok = not problems
+    # Offered a fixed rate, the inbox can absorb no more than that: there the rate only shows
+    # that it kept up (every POST answered and processed), and the goal is the latency's.
+    rate_goal = Goal.at_least(GOAL_RATE) if offered is None else None
     return [
-        Figure(NAME, case, result["rate"], "statuses/s", Goal.at_least(GOAL_RATE), detail, ok),
+        Figure(NAME, case, result["rate"], "statuses/s", rate_goal, detail, ok),
         Figure(
             NAME,
             f"{case}, POST p99",
@@ -305,6 +309,12 @@ async def load(
     database: Path | None,
     rate: float | None = None,
 ) -> dict[str, Any]:
+    # The generator's own full garbage collections (tens of milliseconds with thousands of
+    # requests in flight) would delay whole bursts of POSTs and show up as the server's
+    # latency in the open-loop figures: it runs for seconds, so it simply does not collect.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     url = f"http://127.0.0.1:{port}{PATH}"
     source = _statuses(messages)
     latencies: list[float] = []

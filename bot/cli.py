@@ -17,6 +17,7 @@ from aiohttp import web
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from bot import heap
 from bot.admin_console import run_admin
 from bot.apikey_cli import apikey_main
 from bot.app import create_app
@@ -130,8 +131,10 @@ def serve(settings: Settings) -> int:
         settings.host,
         settings.port,
     )
+    app = create_app(settings)
+    app.on_startup.append(heap.on_startup)
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         handle_signals=True,
