@@ -1,4 +1,4 @@
-"""Claim latency with a large database: ``storage.outbox.claim`` at the dispatcher's batches.
+"""Claim latency with a large database: ``storage.outbox.claim`` at the dispatcher's batch.
 
 A child process fills a migrated database with N contacts, each enrolled once in a
 three-step sequence, with one outbox row per enrollment, in enrollment order: the oldest
@@ -10,11 +10,9 @@ behind; the import has its own benchmark).
 Then the real ``claim`` runs as the dispatcher runs it: in its own transaction, committed,
 each claim taking the next due rows, and the time is the claim's statements and the commit.
 Between claims, untimed, the claimed rows are written back as sent, as the dispatcher's
-write-back does, so the rows in "sending" stay what one batch leaves. Two batch sizes are
-timed: the largest claim (``MAX_BATCH``, taken when the rate limit is 500/s or more) and the
-claim at the default rate (one second of sending, see ``scheduler.pacing.claim_batch``).
-One untimed claim per size goes first: the first use of a statement on a connection
-prepares it, which the dispatcher pays once per connection.
+write-back does, so the rows in "sending" stay what one batch leaves. One untimed claim goes
+first: the first use of a statement on a connection prepares it, which the dispatcher pays
+once per connection.
 
     python -m benchmarks claim
 """
@@ -45,8 +43,7 @@ from benchmarks.common import (
 )
 from bot.heap import freeze_startup_objects
 from scheduler.clock import SystemClock
-from scheduler.options import EngineOptions
-from scheduler.pacing import MAX_BATCH, claim_batch
+from scheduler.dispatcher import BATCH_SIZE
 from scheduler.sequences import create_sequence
 from scheduler.steps import StepSpec, TemplateRef, Timing
 from storage.database import Database
@@ -57,8 +54,7 @@ NAME: Final = "claim"
 GOAL_ROWS: Final = 1_000_000
 #: issue 7: a claim under 20 ms with a million enrollments
 GOAL_MS: Final = 20.0
-#: the claims timed: the largest, and the one at the default rate
-BATCHES: Final = (MAX_BATCH, claim_batch(EngineOptions.rate_per_second))
+BATCH: Final = BATCH_SIZE
 CHUNK: Final = 20_000
 #: the oldest share of the outbox rows was sent; the rest, but for the due ones, is to come
 SENT_SHARE: Final = 0.29
@@ -81,32 +77,28 @@ def run(rows: int, *, repeats: int = 50, postgres: bool = True) -> list[Figure]:
                 args = ["--database", url, "--rows", str(rows), "--repeats", str(repeats)]
                 child = run_child("benchmarks.claim", args).result
             label = "SQLite" if backend == "sqlite" else "PostgreSQL"
-            for batch in BATCHES:
-                timed = child["batches"][str(batch)]
-                which = "largest claim" if batch == MAX_BATCH else "claim at the default rate"
-                detail = (
-                    f"p50 {timed['p50']:.1f} ms, max {timed['max']:.1f} ms over {repeats} "
-                    f"committed claims of {timed['claimed']} rows each ({which}); "
-                    f"{child['due']:,} due, {rows:,} outbox rows; "
-                    f"fixture written in {child['setup_seconds']:.0f} s"
+            detail = (
+                f"p50 {child['p50']:.1f} ms, max {child['max']:.1f} ms over {repeats} "
+                f"committed claims of {child['claimed']} rows each; {child['due']:,} due, "
+                f"{rows:,} outbox rows; fixture written in {child['setup_seconds']:.0f} s"
+            )
+            figures.append(
+                Figure(
+                    NAME,
+                    f"{label}, {rows:,} enrollments, p99",
+                    child["p99"],
+                    "ms",
+                    Goal.at_most(GOAL_MS) if rows >= GOAL_ROWS else None,
+                    detail,
+                    checked=child["claimed"] == BATCH,
                 )
-                figures.append(
-                    Figure(
-                        NAME,
-                        f"{label}, {rows:,} enrollments, claim of {batch}, p99",
-                        timed["p99"],
-                        "ms",
-                        Goal.at_most(GOAL_MS) if rows >= GOAL_ROWS else None,
-                        detail,
-                        checked=timed["claimed"] == batch,
-                    )
-                )
+            )
     return figures
 
 
 def due_rows(repeats: int) -> int:
-    """What the timed claims take, each batch size once more for its untimed first claim."""
-    return (repeats + 1) * sum(BATCHES)
+    """What the timed claims take, and the untimed first one."""
+    return (repeats + 1) * BATCH
 
 
 async def fill(db: Database, rows: int, due: int) -> None:
@@ -213,15 +205,13 @@ async def measure(url: str, rows: int, repeats: int) -> dict[str, Any]:
         await fill(db, rows, due)
         setup = time.perf_counter() - started
         freeze_startup_objects()  # as ``dripbot serve`` does once it has started
-        batches = {str(batch): await _time_claims(db, clock, batch, repeats) for batch in BATCHES}
+        timed = await _time_claims(db, clock, repeats)
     finally:
         await db.close()
-    return {"batches": batches, "due": due, "setup_seconds": setup}
+    return timed | {"due": due, "setup_seconds": setup}
 
 
-async def _time_claims(
-    db: Database, clock: SystemClock, batch: int, repeats: int
-) -> dict[str, Any]:
+async def _time_claims(db: Database, clock: SystemClock, repeats: int) -> dict[str, Any]:
     timings: list[float] = []
     sizes = set()
     for attempt in range(repeats + 1):
@@ -229,7 +219,7 @@ async def _time_claims(
             began = time.perf_counter()
             async with conn.begin():
                 taken = await claim(
-                    conn, db.workspace_id, now=clock.now(), limit=batch, lease=timedelta(minutes=2)
+                    conn, db.workspace_id, now=clock.now(), limit=BATCH, lease=timedelta(minutes=2)
                 )
             if attempt:  # the first one prepares the statements on this connection
                 timings.append((time.perf_counter() - began) * 1000)

@@ -24,7 +24,7 @@ from scheduler.clock import Clock
 from scheduler.contact_locks import ContactLocks
 from scheduler.contacts import opt_out
 from scheduler.options import EngineOptions
-from scheduler.pacing import Pacer, claim_batch, make_pacer
+from scheduler.pacing import Pacer, make_pacer
 from scheduler.personalize import ContactFields, render
 from scheduler.phones import mask_phone
 from scheduler.policy import (
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=24)
 REACH_PERIOD = timedelta(hours=24)
+#: messages claimed at once: enough to keep the default 256 sends in flight
+BATCH_SIZE = 500
 
 
 @dataclass
@@ -97,7 +99,7 @@ class Dispatcher:
         *,
         locks: ContactLocks | None = None,
         pacer: Pacer | None = None,
-        batch_size: int | None = None,
+        batch_size: int = BATCH_SIZE,
         concurrency: int = 64,
         rng: random.Random | None = None,
         on_send: Callable[[float, bool], None] | None = None,
@@ -110,9 +112,7 @@ class Dispatcher:
         # Not `locks or ...`: an empty ContactLocks is falsy (it has __len__).
         self.locks = locks if locks is not None else ContactLocks()
         self.pacer = pacer or make_pacer(options.rate_per_second, options.pacing)
-        if batch_size is None or options.pacing is not None:
-            batch_size = claim_batch(options.rate_per_second, options.pacing)
-        self.batch_size = batch_size
+        self.batch_size = batch_size if options.pacing is None else 1
         self.concurrency = concurrency
         self.rng = rng or random.Random()
         self.policy = RetryPolicy(lease=timedelta(seconds=options.send_lease_seconds))

@@ -7,22 +7,16 @@ without waiting and the dispatcher stays free of timing code.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from typing import Protocol
 
 from scheduler.clock import Clock
 from storage.database import Database
 from storage.rate_buckets import reserve
 
 Sleep = Callable[[float], Awaitable[None]]
-
-#: the most messages one claim takes: enough to keep 256 sends in flight at a high rate
-MAX_BATCH: Final = 500
-#: the fewest, so that a slow rate still claims in a few cheap statements a minute
-MIN_BATCH: Final = 20
 Monotonic = Callable[[], float]
 
 
@@ -102,20 +96,6 @@ class RandomGap:
 class Unlimited:
     async def wait(self) -> None:
         return None
-
-
-def claim_batch(rate_per_second: float, pacing: tuple[float, float] | None = None) -> int:
-    """How many due messages to claim at once: about one second of sending.
-
-    A claimed message waits in "sending" until the pacer lets it out. Claiming more than a
-    second's worth keeps messages in doubt longer after a crash, makes a STOP for one of them
-    wait for its send, and lets one replica hoard work that the others, sharing the rate,
-    could have sent; a claim is also cheaper the fewer rows it moves. A human-looking gap
-    sends one message at a time.
-    """
-    if pacing is not None:
-        return 1
-    return max(MIN_BATCH, min(MAX_BATCH, math.ceil(rate_per_second)))
 
 
 def make_pacer(rate_per_second: float, pacing: tuple[float, float] | None) -> Pacer:

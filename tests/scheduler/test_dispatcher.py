@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from scheduler.clock import ManualClock
 from scheduler.dispatcher import Dispatcher
@@ -377,24 +377,3 @@ async def test_the_rate_limit_holds_measured_at_the_fake(
     # 20 beyond the burst take half a second; the fake shares this process's event loop, so
     # a stall can bunch arrivals: allow for it rather than fail on a busy machine
     assert elapsed >= (60 - rate) / rate * 0.6
-
-
-async def test_a_batch_claims_about_one_second_of_the_rate(
-    db: Database,
-    clock: ManualClock,
-    options: EngineOptions,
-    graph: FakeGraph,
-    make_dispatcher: Callable[..., Dispatcher],
-) -> None:
-    phones = tuple(f"+49151234{i:05d}" for i in range(50))
-    await setup(db, clock, options, TEMPLATE_DAY1, phones=phones)
-    dispatcher = make_dispatcher(options=replace(options, rate_per_second=30.0))
-    first = await dispatcher.run_batch()
-    assert (first.claimed, len(graph.sent)) == (30, 30)
-    async with db.engine.connect() as conn:
-        waiting = await conn.scalar(
-            select(func.count()).where(OutboundMessage.status == "scheduled")
-        )
-    assert waiting == 20  # the rest stay claimable by another replica meanwhile
-    assert await dispatcher.tick() == 20
-    assert len(graph.sent) == 50

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from scheduler.clock import SystemClock
-from scheduler.pacing import MAX_BATCH, RandomGap, SharedTokenBucket, TokenBucket, claim_batch
+from scheduler.pacing import RandomGap, SharedTokenBucket, TokenBucket
 from storage.database import Database
 
 
@@ -78,19 +78,3 @@ async def test_a_shared_bucket_holds_the_rate_for_all_processes_together(pg_url:
     finally:
         for db in handles:
             await db.close()
-
-
-@pytest.mark.parametrize(
-    ("rate", "pacing", "expected"),
-    [
-        (80.0, None, 80),  # the default: one second of sending
-        (12.5, None, 20),  # a slow rate still claims a useful handful
-        (80.5, None, 81),
-        (1000.0, None, MAX_BATCH),  # enough to keep every send slot busy, no more
-        (80.0, (2.0, 5.0), 1),  # a human-looking gap sends one at a time
-    ],
-)
-def test_a_claim_takes_about_one_second_of_sending(
-    rate: float, pacing: tuple[float, float] | None, expected: int
-) -> None:
-    assert claim_batch(rate, pacing) == expected
