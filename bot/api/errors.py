@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.api.schemas import FieldProblem, InvalidFields, error_body, field_path
+from bot.api.common_schemas import FieldProblem, InvalidFields, error_body, field_path
 from scheduler.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)

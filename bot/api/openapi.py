@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from bot.api.schemas import ErrorOut
+from bot.api.common_schemas import ErrorOut
 from scheduler.sequence_replace import MAX_ID
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

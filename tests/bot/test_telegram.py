@@ -22,19 +22,19 @@ from bot.alerts import AlertHub
 from bot.config import Settings, load_settings
 from bot.sending import ConsoleSender, GraphSender
 from bot.services import SERVICES, Services
+from bot.telegram.admin_chat import NOT_A_COMMAND
 from bot.telegram.app import (
-    NOT_A_COMMAND,
     SECRET_HEADER,
     WEBHOOK_PATH,
-    WHICH_SEQUENCE,
-    TelegramHandle,
     TelegramStartError,
-    bot_commands,
     start_telegram,
     stop_telegram,
     telegram_routes,
     webhook_secret,
 )
+from bot.telegram.commands import bot_commands
+from bot.telegram.csv_uploads import WHICH_SEQUENCE
+from bot.telegram.handle import TelegramHandle
 from bot.telegram.render import split_text, utf16_length
 from bot.whatsapp.client import GraphClient
 from handlers.help import ENTRIES
@@ -379,7 +379,7 @@ async def test_a_failing_handler_is_answered_and_logged(
     await ask(fake, TIPS)
     fake.fail_next("getFile", 400, "Bad Request: file is temporarily unavailable")
 
-    with caplog.at_level(logging.ERROR, logger="bot.telegram.app"):
+    with caplog.at_level(logging.ERROR, logger="bot.telegram.admin_chat"):
         answer = await upload(fake, b"phone\n+4915123456789\n", caption="/enroll tips")
 
     assert answer.text == (

@@ -246,7 +246,7 @@ async def test_without_an_app_secret_posts_are_refused_and_it_says_why_once(
     services = make_services(db, clock, graph.base_url, http, whatsapp_app_secret=None)
     async with serve(services) as client:
         body = json.dumps(text_message(JOSE, "hi", wamid="wamid.nosecret")).encode()
-        with caplog.at_level(logging.ERROR, logger="bot.webhook"):
+        with caplog.at_level(logging.ERROR, logger="bot.inbox"):
             for _ in range(3):
                 async with client.post(PATH, data=body, headers=signed(body)) as response:
                     assert response.status == 401
@@ -341,7 +341,7 @@ async def test_every_recorded_payload_is_stored_and_processed(
 async def test_a_signed_unknown_shape_is_logged_and_acknowledged(
     client: Client, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="bot.webhook"):
+    with caplog.at_level(logging.WARNING, logger="bot.inbox_processing"):
         assert await post(client, recorded("unknown_shape")) == 200
         assert await post(client, [1, 2, 3]) == 200
         await drained(client)

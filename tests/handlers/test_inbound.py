@@ -9,15 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from handlers.admin_inbound import TEXT_LIMIT, split_text
 from handlers.events import Identity, IncomingMessage, MediaRef
-from handlers.inbound import (
-    TEXT_LIMIT,
-    Handled,
-    InboundContext,
-    MediaUnavailable,
-    handle_message,
-    split_text,
-)
+from handlers.inbound import handle_message
+from handlers.inbound_context import Handled, InboundContext, MediaUnavailable
 from handlers.replies import Actor, Attachment, Reply, Upload
 from scheduler.clock import ManualClock
 from scheduler.contact_locks import ContactLocks

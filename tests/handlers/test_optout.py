@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from handlers.events import Identity, IncomingMessage, PreferenceChange
-from handlers.inbound import Handled, InboundContext, handle_message, handle_preference
+from handlers.inbound import handle_message, handle_preference
+from handlers.inbound_context import Handled, InboundContext
 from handlers.optout import (
     OPT_IN_CONFIRMATION,
     OPT_OUT_CONFIRMATION,

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from handlers.events import DeliveryStatus, TemplateReview
-from handlers.statuses import apply_statuses, apply_template_review, sources_of
+from handlers.status_moves import sources_of
+from handlers.statuses import apply_statuses, apply_template_review
 from scheduler.clock import ManualClock
 from scheduler.contact_locks import ContactLocks
 from scheduler.enrollment import ContactInput, enroll

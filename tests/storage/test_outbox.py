@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import event, select
 
 from handlers.events import DeliveryStatus
-from handlers.statuses import apply_progress
+from handlers.status_progress import apply_progress
 from scheduler.clock import ManualClock
 from scheduler.enrollment import ContactInput, enroll
 from scheduler.options import EngineOptions
