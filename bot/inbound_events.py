@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from bot.config import Settings
-from bot.whatsapp import webhook as wa
+from bot.whatsapp import events as wa
 from bot.whatsapp.client import GraphClient
 from bot.whatsapp.errors import MediaTooLargeError, WhatsAppError
 from handlers.events import (

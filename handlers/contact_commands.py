@@ -17,7 +17,7 @@ from handlers.context import CommandContext
 from handlers.csv_import import read_contacts_from_bytes, read_contacts_from_path
 from handlers.formatting import enroll_report, excerpt
 from handlers.replies import Reply
-from scheduler import contacts, sequences
+from scheduler import contacts, sequence_records, step_edits
 from scheduler.contacts import ContactRecord
 from scheduler.enrollment import ContactInput
 from scheduler.enrollment import enroll as enroll_contacts
@@ -202,8 +202,8 @@ async def list_opt_outs(command: ListOptOuts, ctx: CommandContext) -> Reply:
 async def preview(command: Preview, ctx: CommandContext) -> Reply:
     now = ctx.clock.now()
     async with ctx.db.engine.connect() as conn:
-        sequence = await sequences.find_sequence(conn, ctx.db.workspace_id, command.sequence)
-        steps = await sequences.load_steps(conn, sequence.id)
+        sequence = await sequence_records.find_sequence(conn, ctx.db.workspace_id, command.sequence)
+        steps = await sequence_records.load_steps(conn, sequence.id)
         record = None
         if command.phone is not None:
             try:
@@ -230,7 +230,7 @@ async def preview(command: Preview, ctx: CommandContext) -> Reply:
     window = sequence.window(ctx.options)
     lines = [f"{sequence.name!r} for {who}, if enrolled now ({zone}):"]
     for step in steps:
-        due = sequences.planned_due(step.spec, now, 0, zone, window)
+        due = step_edits.planned_due(step.spec, now, 0, zone, window)
         when = local_time_label(max(due, now), zone)
         lines.append(f"{step.position}. {step.spec.timing.describe()} → {when}")
         lines.append("   " + _rendered(step.spec, fields))

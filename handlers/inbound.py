@@ -53,7 +53,8 @@ from handlers.optout import (
 from scheduler.contacts import ContactRecord, contact_record
 from scheduler.enrollment import ContactInput, enroll
 from scheduler.errors import EngineError
-from scheduler.sequences import SequenceRecord, find_by_keyword, stop_enrollments
+from scheduler.sequence_records import SequenceRecord, find_by_keyword
+from scheduler.sequence_status import stop_enrollments
 from storage.models import Contact, Enrollment, Sequence
 from storage.states import LIVE_ENROLLMENT
 

@@ -10,7 +10,7 @@ from handlers.commands import PauseSending, ResumeSending, SendTest, ShowQueue
 from handlers.context import CommandContext
 from handlers.formatting import plural
 from handlers.replies import Reply
-from scheduler import contacts, sequences
+from scheduler import contacts, sequence_records
 from scheduler.errors import Invalid, NotFound
 from scheduler.phones import mask_phone
 from scheduler.timing import local_time_label
@@ -26,8 +26,8 @@ async def send_test(command: SendTest, ctx: CommandContext) -> Reply:
     now = ctx.clock.now()
     region = ctx.options.default_region
     async with ctx.db.engine.begin() as conn:
-        sequence = await sequences.find_sequence(conn, ctx.db.workspace_id, command.sequence)
-        steps = await sequences.load_steps(conn, sequence.id)
+        sequence = await sequence_records.find_sequence(conn, ctx.db.workspace_id, command.sequence)
+        steps = await sequence_records.load_steps(conn, sequence.id)
         if not steps:
             raise Invalid(f"{sequence.name!r} has no steps to test")
         try:

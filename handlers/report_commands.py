@@ -12,7 +12,7 @@ from handlers.commands import Export, ShowStats
 from handlers.context import CommandContext
 from handlers.replies import Attachment, Reply
 from handlers.stats import collect_stats, render_chart, summary_text
-from scheduler import sequences
+from scheduler import sequence_records
 from storage.models import Contact, Enrollment, OutboundMessage, Step
 
 EXPORT_COLUMNS = (
@@ -45,7 +45,7 @@ async def stats(command: ShowStats, ctx: CommandContext) -> Reply:
 async def export(command: Export, ctx: CommandContext) -> Reply:
     """A CSV of every enrollment in the sequence with its state, as a document."""
     async with ctx.db.engine.connect() as conn:
-        sequence = await sequences.find_sequence(conn, ctx.db.workspace_id, command.sequence)
+        sequence = await sequence_records.find_sequence(conn, ctx.db.workspace_id, command.sequence)
         rows = list(
             await conn.execute(
                 select(

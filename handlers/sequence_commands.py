@@ -25,7 +25,7 @@ from handlers.commands import (
 from handlers.context import CommandContext
 from handlers.formatting import describe_step, plural
 from handlers.replies import Reply
-from scheduler import sequences
+from scheduler import sequence_records, sequence_status, sequences, step_edits
 from scheduler.errors import Invalid
 from scheduler.personalize import check_text
 from scheduler.steps import StepSpec
@@ -45,7 +45,7 @@ def check_step(spec: StepSpec, number: int | None = None) -> None:
         raise Invalid(where + "; ".join(problems))
 
 
-def _steps_text(steps: list[sequences.StepRecord]) -> list[str]:
+def _steps_text(steps: list[sequence_records.StepRecord]) -> list[str]:
     lines = []
     for step in steps:
         paused = " (paused: template rejected)" if step.paused else ""
@@ -75,7 +75,7 @@ async def new_sequence(command: NewSequence, ctx: CommandContext) -> Reply:
 
 async def add_step(command: AddStep, ctx: CommandContext) -> Reply:
     check_step(command.step)
-    step, warnings = await sequences.add_step(
+    step, warnings = await step_edits.add_step(
         ctx.db, command.sequence, command.step, now=ctx.clock.now(), options=ctx.options
     )
     lines = [f"Added step {step.position}: {describe_step(step.spec)}"]
@@ -84,7 +84,7 @@ async def add_step(command: AddStep, ctx: CommandContext) -> Reply:
 
 async def edit_step(command: EditStep, ctx: CommandContext) -> Reply:
     check_step(command.step)
-    step, warnings = await sequences.edit_step(
+    step, warnings = await step_edits.edit_step(
         ctx.db,
         command.sequence,
         command.number,
@@ -99,7 +99,7 @@ async def edit_step(command: EditStep, ctx: CommandContext) -> Reply:
 
 
 async def remove_step(command: RemoveStep, ctx: CommandContext) -> Reply:
-    step = await sequences.remove_step(
+    step = await step_edits.remove_step(
         ctx.db, command.sequence, command.number, now=ctx.clock.now()
     )
     return Reply(
@@ -110,7 +110,7 @@ async def remove_step(command: RemoveStep, ctx: CommandContext) -> Reply:
 
 async def list_all(command: ListSequences, ctx: CommandContext) -> Reply:
     async with ctx.db.engine.connect() as conn:
-        records = await sequences.list_sequences(conn, ctx.db.workspace_id)
+        records = await sequence_records.list_sequences(conn, ctx.db.workspace_id)
         counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         rows = await conn.execute(
             select(Enrollment.sequence_id, Enrollment.status, func.count())
@@ -136,8 +136,8 @@ async def list_all(command: ListSequences, ctx: CommandContext) -> Reply:
 
 async def show(command: ShowSequence, ctx: CommandContext) -> Reply:
     async with ctx.db.engine.connect() as conn:
-        record = await sequences.find_sequence(conn, ctx.db.workspace_id, command.sequence)
-        steps = await sequences.load_steps(conn, record.id)
+        record = await sequence_records.find_sequence(conn, ctx.db.workspace_id, command.sequence)
+        steps = await sequence_records.load_steps(conn, record.id)
         per_step: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         rows = await conn.execute(
             select(OutboundMessage.step_id, OutboundMessage.status, func.count())
@@ -170,7 +170,7 @@ async def show(command: ShowSequence, ctx: CommandContext) -> Reply:
 
 
 async def pause(command: PauseSequence, ctx: CommandContext) -> Reply:
-    record = await sequences.set_status(
+    record = await sequence_status.set_status(
         ctx.db, command.sequence, SequenceStatus.PAUSED, now=ctx.clock.now()
     )
     return Reply(
@@ -180,8 +180,8 @@ async def pause(command: PauseSequence, ctx: CommandContext) -> Reply:
 
 async def resume(command: ResumeSequence, ctx: CommandContext) -> Reply:
     async with ctx.db.engine.connect() as conn:
-        before = await sequences.find_sequence(conn, ctx.db.workspace_id, command.sequence)
-    record = await sequences.set_status(
+        before = await sequence_records.find_sequence(conn, ctx.db.workspace_id, command.sequence)
+    record = await sequence_status.set_status(
         ctx.db, command.sequence, SequenceStatus.ACTIVE, now=ctx.clock.now()
     )
     if before.status == SequenceStatus.PAUSED:
@@ -192,7 +192,7 @@ async def resume(command: ResumeSequence, ctx: CommandContext) -> Reply:
 
 
 async def archive(command: ArchiveSequence, ctx: CommandContext) -> Reply:
-    record = await sequences.set_status(
+    record = await sequence_status.set_status(
         ctx.db, command.sequence, SequenceStatus.ARCHIVED, now=ctx.clock.now()
     )
     return Reply(f"Archived {record.name!r}: its enrollments are stopped; history stays.")

@@ -35,7 +35,7 @@ from handlers.stats_report import (
     StatsReport,
     StepStats,
 )
-from scheduler.sequences import find_sequence, list_sequences
+from scheduler.sequence_records import find_sequence, list_sequences
 from storage.database import Database
 from storage.states import SequenceStatus
 

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, case, distinct, func, literal, select, uni
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.stats_report import Counts, EnrollmentCounts, SequenceStats, StepStats
-from scheduler.sequences import SequenceRecord, spec_of
+from scheduler.sequence_records import SequenceRecord, spec_of
 from storage.models import Contact, Enrollment, OutboundMessage, Step
 from storage.states import ACCEPTED, PENDING, EnrollmentStatus, MessageStatus
 

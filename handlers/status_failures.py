@@ -23,7 +23,8 @@ from handlers.status_moves import may_move_to
 from scheduler.contact_locks import ContactLocks
 from scheduler.policy import DEFAULT_POLICY, Action, Rejected, RetryPolicy, decide, describe
 from scheduler.ports import Alerts, message_id_from_callback
-from scheduler.sequences import sequence_name_of_step, shift_pending
+from scheduler.sequence_records import sequence_name_of_step
+from scheduler.sequence_status import shift_pending
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, set_flag
 from storage.models import Contact, Enrollment, OutboundMessage, Step

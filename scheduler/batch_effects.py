@@ -20,7 +20,7 @@ from scheduler.contacts import opt_out
 from scheduler.phones import mask_phone
 from scheduler.policy import Action, Decision, Rejected
 from scheduler.result_rows import Plan, failed, release, retry, skipped
-from scheduler.sequences import sequence_name_of_step
+from scheduler.sequence_records import sequence_name_of_step
 from storage.flags import SENDING_PAUSED, set_flag
 from storage.models import Contact, Step
 from storage.states import MessageStatus

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from scheduler.contact_locks import ContactLocks
 from scheduler.errors import Invalid, NotFound
 from scheduler.phones import InvalidPhone, normalize_phone
-from scheduler.sequences import find_sequence, shift_pending, stop_enrollments
+from scheduler.sequence_records import find_sequence
+from scheduler.sequence_status import shift_pending, stop_enrollments
 from storage.database import Database
 from storage.models import Contact, Enrollment, OutboundMessage, Sequence, Step
 from storage.states import LIVE_ENROLLMENT, EnrollmentStatus, MessageStatus

@@ -26,7 +26,8 @@ from scheduler.pacing import Pacer, make_pacer
 from scheduler.policy import Accepted, Outcome, Rejected, RetryPolicy, decide, pauses_all
 from scheduler.ports import Alerts, MessageSender
 from scheduler.result_rows import Plan, cancelled, failed, release, sent, skipped
-from scheduler.sequences import shift_pending, spec_of
+from scheduler.sequence_records import spec_of
+from scheduler.sequence_status import shift_pending
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, get_flag
 from storage.outbox import Claimed, claim, complete_enrollments, record_results, renew_leases

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 from scheduler.errors import Invalid
 from scheduler.options import EngineOptions, Window
 from scheduler.phones import InvalidPhone, normalize_phone
-from scheduler.sequences import SequenceRecord, StepRecord, find_sequence, load_steps, planned_due
+from scheduler.sequence_records import SequenceRecord, StepRecord, find_sequence, load_steps
+from scheduler.step_edits import planned_due
 from scheduler.timing import is_valid_zone, next_window_opening, zone_for
 from storage.database import Database
 from storage.models import Contact, Enrollment, OutboundMessage

@@ -23,22 +23,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from scheduler.contacts import ContactRecord, contact_record
 from scheduler.errors import Conflict, Invalid, NotFound
 from scheduler.options import EngineOptions, Window
-from scheduler.sequences import (
-    Created,
+from scheduler.sequence_records import (
     SequenceRecord,
     StepRecord,
-    apply_status,
-    cancel,
-    live_enrollments,
     load_steps,
     name_key,
     normalize_keyword,
+    sequence_record,
+    step_values,
+)
+from scheduler.sequence_status import apply_status
+from scheduler.sequences import Created
+from scheduler.step_edits import (
+    cancel,
+    live_enrollments,
     outbox_row,
     planned_due,
     renumber,
     retime_step,
-    sequence_record,
-    step_values,
     window_warnings,
 )
 from scheduler.steps import StepSpec

@@ -26,19 +26,16 @@ from bot.api.sequence_schemas import (
 )
 from bot.api.step_schemas import to_specs
 from bot.services import Services
+from scheduler.sequence_records import list_sequences, load_steps
 from scheduler.sequence_replace import (
     engine_ref,
     enrollment_counts,
     replace_sequence,
     sequence_by_id,
 )
-from scheduler.sequences import (
-    create_sequence,
-    list_sequences,
-    load_steps,
-    set_status,
-    window_warnings,
-)
+from scheduler.sequence_status import set_status
+from scheduler.sequences import create_sequence
+from scheduler.step_edits import window_warnings
 from scheduler.steps import StepSpec
 from storage.states import SequenceStatus
 

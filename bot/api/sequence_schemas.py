@@ -26,7 +26,7 @@ from bot.api.common_schemas import (
 from bot.api.step_schemas import StepIn, StepOut, step_out
 from handlers.optout import is_opt_in_text, is_opt_out_text
 from scheduler.options import Window
-from scheduler.sequences import SequenceRecord, StepRecord
+from scheduler.sequence_records import SequenceRecord, StepRecord
 
 # --- requests ---------------------------------------------------------------------------
 

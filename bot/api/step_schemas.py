@@ -34,7 +34,7 @@ from bot.api.common_schemas import (
 )
 from scheduler.options import parse_hhmm
 from scheduler.personalize import check_text
-from scheduler.sequences import StepRecord
+from scheduler.sequence_records import StepRecord
 from scheduler.steps import StepSpec, TemplateRef, Timing, format_duration
 from scheduler.timing import parse_duration
 

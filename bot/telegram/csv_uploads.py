@@ -15,7 +15,7 @@ from bot.telegram.handle import AwaitedCsv, TelegramHandle
 from handlers.commands import Enroll
 from handlers.replies import Actor, Reply, Upload
 from scheduler.errors import EngineError
-from scheduler.sequences import find_sequence
+from scheduler.sequence_records import find_sequence
 
 #: how long a CSV file is awaited after an ``/enroll <seq>`` without numbers
 CSV_WAIT = timedelta(minutes=10)

@@ -23,7 +23,7 @@ from sqlalchemy import func, insert, select
 from bot.metrics import Metrics
 from bot.services import Services
 from bot.webhook import PATH
-from bot.whatsapp.webhook import InboundMessage as ParsedMessage
+from bot.whatsapp.events import InboundMessage as ParsedMessage
 from bot.whatsapp.webhook import parse
 from handlers.optout import OPT_OUT_CONFIRMATION
 from handlers.replies import Actor, Reply, Upload

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.whatsapp.webhook import (
+from bot.whatsapp.events import (
     ErrorInfo,
     Event,
     FieldError,
@@ -23,9 +23,8 @@ from bot.whatsapp.webhook import (
     StatusUpdate,
     TemplateStatusUpdate,
     UnknownEvent,
-    is_whatsapp_payload,
-    parse,
 )
+from bot.whatsapp.webhook import is_whatsapp_payload, parse
 
 WEBHOOKS = Path(__file__).parent.parent / "data" / "webhooks"
 EVENT_TYPES = (

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from bot.whatsapp import webhook as wa
+from bot.whatsapp.events import StatusUpdate
 from bot.whatsapp.signature import verify
 from tests.drills.harness import free_port
 from tests.fakes.graph import TOKEN, FakeGraph
@@ -73,10 +74,10 @@ async def send(http: aiohttp.ClientSession, graph: FakeGraph, to: str, callback:
         return response.status
 
 
-def statuses(bodies: list[bytes]) -> list[wa.StatusUpdate]:
+def statuses(bodies: list[bytes]) -> list[StatusUpdate]:
     events = [event for raw in bodies for event in wa.parse(json.loads(raw))]
-    assert all(isinstance(event, wa.StatusUpdate) for event in events), events
-    return [event for event in events if isinstance(event, wa.StatusUpdate)]
+    assert all(isinstance(event, StatusUpdate) for event in events), events
+    return [event for event in events if isinstance(event, StatusUpdate)]
 
 
 async def test_each_accepted_send_is_followed_by_signed_statuses_in_metas_shape(

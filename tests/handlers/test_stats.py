@@ -23,12 +23,9 @@ from scheduler.contacts import opt_out, set_enrollment_status
 from scheduler.enrollment import ContactInput, enroll
 from scheduler.errors import NotFound
 from scheduler.options import EngineOptions
-from scheduler.sequences import (
-    create_sequence,
-    remove_step,
-    set_status,
-    stop_enrollments,
-)
+from scheduler.sequence_status import set_status, stop_enrollments
+from scheduler.sequences import create_sequence
+from scheduler.step_edits import remove_step
 from scheduler.steps import StepSpec, TemplateRef, Timing
 from storage.database import Database, ensure_workspace
 from storage.models import Contact, Enrollment, OutboundMessage, Step

@@ -16,7 +16,8 @@ from scheduler.enrollment import ContactInput, enroll
 from scheduler.options import EngineOptions
 from scheduler.pacing import TokenBucket
 from scheduler.ports import LogAlerts
-from scheduler.sequences import create_sequence, set_status
+from scheduler.sequence_status import set_status
+from scheduler.sequences import create_sequence
 from scheduler.steps import StepSpec, TemplateRef, Timing
 from storage.database import Database
 from storage.flags import SENDING_PAUSED, clear_flag, get_flag
