@@ -89,6 +89,7 @@ def create_app(
                 settings.whatsapp_api_url,
                 settings.whatsapp_token.get_secret_value(),
                 settings.whatsapp_phone_number_id,
+                timeout=settings.whatsapp_timeout_seconds,
             )
             chosen = chosen or GraphSender(graph)
             log.info("sending through the WhatsApp Cloud API at %s", settings.whatsapp_api_url)

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_api_url: str = "https://graph.facebook.com/v25.0"
+    #: how long a send may wait for the Graph API's answer before it is in doubt
+    whatsapp_timeout_seconds: float = Field(default=15.0, gt=0)
     #: the largest inbound media file (e.g. an admin's CSV) fetched from the Graph API
     whatsapp_media_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     webhook_max_bytes: int = Field(default=3 * 1024 * 1024, gt=0)

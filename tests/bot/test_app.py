@@ -261,3 +261,26 @@ async def test_a_failing_tick_is_logged_and_the_next_one_runs(
     failures = [r for r in caplog.records if r.getMessage().startswith("dispatch tick")]
     # a database error is one warning line per tick, without a traceback
     assert failures and "database unavailable (OperationalError)" in failures[0].getMessage()
+
+
+async def test_a_send_waits_for_meta_only_as_long_as_the_configured_timeout(
+    settings_factory: SettingsFactory, start_app: StartApp, graph: FakeGraph, clock: ManualClock
+) -> None:
+    settings = settings_factory(whatsapp_timeout_seconds=0.3)
+    db = await Database.open(settings.database_url, workspace="default", now=clock.now())
+    try:
+        await create_sequence(db, "Welcome", [WELCOME], now=clock.now())
+        await enroll(
+            db, "welcome", [ContactInput(ANA)], now=clock.now(), options=settings.engine_options()
+        )
+    finally:
+        await db.close()
+    graph.hang = True  # Meta never answers
+    began = time.monotonic()
+    running = await start_app(settings)
+    await wait_until(first_tick_done(running), seconds=5.0)
+    # the first tick ended with the send timed out, not after the default 15 s
+    assert time.monotonic() - began < 5.0
+    assert len(graph.requests) == 1
+    # in doubt: it waits for a status webhook or its lease, and is not sent again meanwhile
+    assert await outbox(running.services.db) == [("sending", False, None)]
