@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.inbox_processing import Body, BodyProcessor, InboxStats
 from bot.services import Services
+from storage.database import UNAVAILABLE
 from storage.models import WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ class Inbox:
             while self._pending:
                 try:
                     await self._write_pending()
+                except UNAVAILABLE:
+                    pass  # each waiting request answers 503 and says why
                 except Exception:
                     log.exception("could not store webhook bodies")
 

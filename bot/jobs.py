@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.config import Settings
 from scheduler.clock import Clock, SystemClock
 from scheduler.dispatcher import Dispatcher
+from storage.database import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TickJob:
         self._task = asyncio.current_task()
         try:
             await self.dispatcher.tick()
-        except (OperationalError, InterfaceError, OSError) as err:
+        except UNAVAILABLE as err:
             # The database is away (restart, network): one line a tick, not a traceback.
             self.failures += 1
             log.warning("dispatch tick: database unavailable (%s); retrying", type(err).__name__)

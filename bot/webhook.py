@@ -22,6 +22,7 @@ from bot.inbox import Inbox
 from bot.metrics import Metrics
 from bot.services import SERVICES
 from bot.whatsapp.signature import verify
+from storage.database import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,12 @@ async def _receive(request: web.Request, inbox: Inbox, settings: Settings) -> tu
         return 400, "malformed", "malformed JSON"
     try:
         await inbox.store(body, payload)
+    except UNAVAILABLE as err:
+        # Meta retries for days: while the database is away, one line per refused POST
+        log.warning(
+            "webhook body not stored, database unavailable (%s); answered 503", type(err).__name__
+        )
+        return 503, "not_stored", "not stored, try again"
     except Exception:
         log.exception("webhook body not stored; Meta will retry it")
         return 503, "not_stored", "not stored, try again"

@@ -6,12 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import migrate
 from storage.engine import create_engine, is_sqlite, session_factory
 from storage.models import Workspace
+
+#: what a database that is away for a while raises (a restart, the network): worth a warning
+#: line and a retry, not a traceback, as opposed to an error in our own code
+UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, OSError)
 
 
 @dataclass
