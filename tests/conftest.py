@@ -1,5 +1,6 @@
-"""Shared fixtures: real databases (a SQLite file per test, a PostgreSQL database per run)
-and a clock that only moves when a test says so."""
+"""Shared fixtures: real databases (a SQLite file per test, a PostgreSQL database per run),
+a clock that only moves when a test says so, the fake Graph API on a real socket, an HTTP
+session, and alerts that go to the log."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy import text
 
 from scheduler.clock import ManualClock
+from scheduler.ports import LogAlerts
 from storage.database import Database
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.models import Base
+from tests.fakes.graph import FakeGraph
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
@@ -152,3 +156,20 @@ async def pg_db(pg_url: str, clock: ManualClock) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[FakeGraph]:
+    async with FakeGraph() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def alerts() -> LogAlerts:
+    return LogAlerts()

@@ -1,5 +1,5 @@
-"""Bot-level fixtures: settings for a SQLite file and the fake Graph API, and the real app
-served on 127.0.0.1 with a test clock."""
+"""Bot-level fixtures: settings for a SQLite file and the fake Graph API, the real app
+served on 127.0.0.1 with a test clock, and the fake Telegram Bot API with a PTB bot on it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pytest
 from aiohttp import web
+from telegram import Bot
 
 from bot.app import create_app
 from bot.config import Settings, load_settings
@@ -21,6 +22,8 @@ from bot.services import SERVICES, Services
 from scheduler.clock import Clock, ManualClock
 from scheduler.ports import MessageSender
 from tests.fakes.graph import TOKEN, FakeGraph
+from tests.fakes.telegram import TOKEN as TELEGRAM_TOKEN
+from tests.fakes.telegram import FakeTelegram
 
 PHONE_NUMBER_ID = "1234567890"
 
@@ -35,12 +38,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("DRIPBOT_"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
 
 
 @pytest.fixture
@@ -132,3 +129,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """The fake Telegram Bot API, on a real socket."""
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
+    """A real PTB bot talking to ``fake``."""
+    async with Bot(TELEGRAM_TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as tg:
+        yield tg

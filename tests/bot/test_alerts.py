@@ -20,25 +20,13 @@ from scheduler.clock import ManualClock
 from storage.database import Database
 from storage.engine import create_engine, session_factory
 from storage.models import Contact, ForwardedMessage, OutboundMessage
-from tests.fakes.telegram import TOKEN, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
 
 ADMIN = 1001
 OTHER_ADMIN = 1002
 ADMIN_PHONE = "+4915123456789"
 
 MakeHub = Callable[..., AlertHub]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as tg:
-        yield tg
 
 
 def _settings(**overrides: Any) -> Settings:

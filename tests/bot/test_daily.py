@@ -33,18 +33,6 @@ CLI = Actor("cli", "console")
 MakeServices = Callable[..., Services]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url) as tg:
-        yield tg
-
-
 def _settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "admin_telegram_ids": f"{ADMIN},{OTHER_ADMIN}",

@@ -74,12 +74,6 @@ async def _start_polling(app: App) -> None:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest.fixture
 async def app(fake: FakeTelegram) -> AsyncIterator[App]:
     application = _build(fake)
     await application.initialize()

@@ -60,12 +60,6 @@ Day 3 at 10:00: template tip_week en {first_name|there}"""
 MakeServices = Callable[..., Services]
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
 def _settings(fake: FakeTelegram, database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,

@@ -69,23 +69,6 @@ DAY7 = StepSpec(Timing(day=7), "template", template=TemplateRef("check_in", "en_
 
 
 @pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def alerts() -> LogAlerts:
-    return LogAlerts()
-
-
-@pytest.fixture
 def services(
     db: Database,
     clock: ManualClock,

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -39,12 +38,6 @@ LEAD = "+16505550123"
 STOP_WAMID = "wamid.crash-stop"
 BACKLOG_BODIES = 20
 MESSAGES_PER_BODY = 50
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
 
 
 async def start_server(

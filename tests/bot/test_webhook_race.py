@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import event
 
 from bot.services import Services
@@ -36,18 +34,6 @@ from tests.fakes.graph import FakeGraph
 ROUNDS = 50
 OTHERS = 4
 STEP = StepSpec(Timing(day=1), "template", template=TemplateRef("welcome", "en", ()))
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def phone(round_no: int, k: int) -> str:

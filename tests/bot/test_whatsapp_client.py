@@ -21,12 +21,6 @@ ENVELOPE = {"messaging_product": "whatsapp", "recipient_type": "individual"}
 
 
 @pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as http:
         yield http

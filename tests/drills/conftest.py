@@ -3,12 +3,10 @@ API, and a way to print each drill's figures where the person running the tests 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from tests.fakes.graph import FakeGraph
 
 Report = Callable[[str], None]
 
@@ -22,12 +20,6 @@ def report(capsys: pytest.CaptureFixture[str]) -> Report:
             print(f"\n{line}", flush=True)
 
     return emit
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
 
 
 @pytest.fixture

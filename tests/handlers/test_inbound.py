@@ -78,11 +78,6 @@ def options() -> EngineOptions:
 
 
 @pytest.fixture
-def alerts() -> LogAlerts:
-    return LogAlerts()
-
-
-@pytest.fixture
 def sender() -> RecordingSender:
     return RecordingSender()
 

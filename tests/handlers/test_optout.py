@@ -164,11 +164,6 @@ def options() -> EngineOptions:
 
 
 @pytest.fixture
-def alerts() -> LogAlerts:
-    return LogAlerts()
-
-
-@pytest.fixture
 def ctx(
     db: Database, clock: ManualClock, options: EngineOptions, alerts: LogAlerts
 ) -> InboundContext:

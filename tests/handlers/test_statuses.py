@@ -34,11 +34,6 @@ def options() -> EngineOptions:
     return EngineOptions(default_timezone="UTC", default_region="DE", daily_reach_limit=None)
 
 
-@pytest.fixture
-def alerts() -> LogAlerts:
-    return LogAlerts()
-
-
 async def enrolled(
     db: Database, clock: ManualClock, options: EngineOptions, *steps: StepSpec
 ) -> None:

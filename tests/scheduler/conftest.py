@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import time
 from typing import Any
 
@@ -31,23 +31,6 @@ def options() -> EngineOptions:
         send_window=Window(time(6, 0), time(21, 0)),
         daily_reach_limit=None,
     )
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    async with FakeGraph() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def alerts() -> LogAlerts:
-    return LogAlerts()
 
 
 @pytest.fixture
