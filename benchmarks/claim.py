@@ -54,7 +54,6 @@ NAME: Final = "claim"
 GOAL_ROWS: Final = 1_000_000
 #: issue 7: a claim under 20 ms with a million enrollments
 GOAL_MS: Final = 20.0
-BATCH: Final = BATCH_SIZE
 CHUNK: Final = 20_000
 #: the oldest share of the outbox rows was sent; the rest, but for the due ones, is to come
 SENT_SHARE: Final = 0.29
@@ -90,7 +89,7 @@ def run(rows: int, *, repeats: int = 50, postgres: bool = True) -> list[Figure]:
                     "ms",
                     Goal.at_most(GOAL_MS) if rows >= GOAL_ROWS else None,
                     detail,
-                    checked=child["claimed"] == BATCH,
+                    checked=child["claimed"] == BATCH_SIZE,
                 )
             )
     return figures
@@ -98,7 +97,7 @@ def run(rows: int, *, repeats: int = 50, postgres: bool = True) -> list[Figure]:
 
 def due_rows(repeats: int) -> int:
     """What the timed claims take, and the untimed first one."""
-    return (repeats + 1) * BATCH
+    return (repeats + 1) * BATCH_SIZE
 
 
 async def fill(db: Database, rows: int, due: int) -> None:
@@ -219,7 +218,11 @@ async def _time_claims(db: Database, clock: SystemClock, repeats: int) -> dict[s
             began = time.perf_counter()
             async with conn.begin():
                 taken = await claim(
-                    conn, db.workspace_id, now=clock.now(), limit=BATCH, lease=timedelta(minutes=2)
+                    conn,
+                    db.workspace_id,
+                    now=clock.now(),
+                    limit=BATCH_SIZE,
+                    lease=timedelta(minutes=2),
                 )
             if attempt:  # the first one prepares the statements on this connection
                 timings.append((time.perf_counter() - began) * 1000)
